@@ -1,0 +1,56 @@
+//! What moves through the channels.
+
+use crate::ack::Finalizer;
+use crate::event::{FlowEvent, FlowGroup, RecordContext};
+use bytes::Bytes;
+use std::ops::Range;
+use std::sync::Arc;
+
+/// Where a batch came from: shown in every log line about its data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// The configured source name (a friendly name, e.g. `prod-storage`).
+    pub source: Arc<str>,
+    /// File path or blob name.
+    pub path: Arc<str>,
+}
+
+/// Source → transform: complete records as raw bytes, not copied out of the read buffer.
+#[derive(Debug)]
+pub struct RecordBatch {
+    pub origin: Arc<Origin>,
+    /// The bytes read, starting at absolute byte offset `start` of the file or blob.
+    pub data: Bytes,
+    pub start: u64,
+    /// Each record's span inside `data`.
+    pub records: Vec<Range<usize>>,
+    pub finalizer: Finalizer,
+}
+
+/// Transform → sink: flat events with their shared record and group context.
+#[derive(Debug)]
+pub struct EventBatch {
+    pub origin: Arc<Origin>,
+    pub records: Vec<RecordContext>,
+    pub groups: Vec<FlowGroup>,
+    pub events: Vec<FlowEvent>,
+    pub finalizer: Finalizer,
+}
+
+impl EventBatch {
+    pub fn new(origin: Arc<Origin>, finalizer: Finalizer) -> Self {
+        EventBatch {
+            origin,
+            records: Vec::new(),
+            groups: Vec::new(),
+            events: Vec::new(),
+            finalizer,
+        }
+    }
+
+    /// The group and record of event `event`.
+    pub fn context_of(&self, event: &FlowEvent) -> (&FlowGroup, &RecordContext) {
+        let group = &self.groups[event.group as usize];
+        (group, &self.records[group.record as usize])
+    }
+}

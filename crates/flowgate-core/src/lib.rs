@@ -1,0 +1,21 @@
+//! Types shared by every flowgate stage.
+//!
+//! The crates `flowgate-source`, `flowgate-transform` and `flowgate-sink` depend on this
+//! crate only, never on each other. What travels between them is defined here:
+//! [`RecordBatch`] (source → transform), [`EventBatch`] (transform → sink) and the
+//! acknowledgement ([`Finalizer`] → [`Ack`]) that travels back so checkpoints advance only
+//! after delivery.
+
+pub mod ack;
+pub mod batch;
+pub mod event;
+pub mod metric_names;
+pub mod secret;
+
+pub use ack::{Ack, AckSender, BatchStatus, Finalizer};
+pub use batch::{EventBatch, Origin, RecordBatch};
+pub use event::{
+    Action, Direction, Encryption, FlowEvent, FlowGroup, FlowState, LogKind, Mac, Protocol,
+    RecordContext,
+};
+pub use secret::Secret;
