@@ -1,1 +1,3 @@
+//! flowgate sources: where flow log bytes come from, and where their checkpoints live.
 
+pub mod extract;
