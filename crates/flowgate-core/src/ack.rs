@@ -105,9 +105,7 @@ impl Finalizer {
     }
 
     fn record(&mut self, status: BatchStatus) {
-        self.shared
-            .status
-            .fetch_max(status as u8, Ordering::AcqRel);
+        self.shared.status.fetch_max(status as u8, Ordering::AcqRel);
         self.reported = true;
     }
 }

@@ -370,7 +370,11 @@ mod tests {
             let mut s = BraceScanner::default();
             let first = s.scan(&obj[..split]);
             assert_eq!(first, None, "split {split}");
-            assert_eq!(s.scan(&obj[split..]), Some(obj.len() - split), "split {split}");
+            assert_eq!(
+                s.scan(&obj[split..]),
+                Some(obj.len() - split),
+                "split {split}"
+            );
         }
     }
 }

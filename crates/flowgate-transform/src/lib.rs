@@ -1,1 +1,16 @@
+//! flowgate transform: flow log records into flat per-tuple events.
+//!
+//! [`Flattener::flatten_record`] turns one record's JSON into a [`flowgate_core::RecordContext`],
+//! its [`flowgate_core::FlowGroup`]s and one [`flowgate_core::FlowEvent`] per tuple. Bad
+//! input is reported as a [`Problem`] and skipped: a bad tuple never drops its neighbours,
+//! a bad record never drops the rest of the batch.
 
+mod flatten;
+mod problem;
+mod raw;
+mod resource_id;
+mod tuple;
+
+pub use flatten::{FlattenStats, Flattener};
+pub use problem::{Problem, ProblemKind, RecordErrorKind, TupleErrorKind};
+pub use resource_id::ResourceIdParts;

@@ -1,0 +1,317 @@
+//! Record → context, groups and one event per tuple.
+
+use crate::problem::{shorten, Problem, ProblemKind, RecordErrorKind, TupleErrorKind};
+use crate::raw::{RawRecord, TupleStr};
+use crate::resource_id::ResourceIdParts;
+use crate::tuple::parse_tuple;
+use flowgate_core::{
+    metric_names as m, EventBatch, FlowGroup, LogKind, Mac, RecordBatch, RecordContext,
+};
+use std::borrow::Cow;
+
+/// Context strings (rule names, resource ids, ...) longer than this reject their record:
+/// Azure's are far shorter, and a SIEM would truncate them anyway.
+pub const MAX_FIELD_BYTES: usize = 4096;
+
+/// VNet flow log versions whose tuple layout flowgate knows.
+const VNET_VERSIONS: &[u32] = &[4];
+
+/// Counts kept by a [`Flattener`] since it was created.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct FlattenStats {
+    pub records: u64,
+    pub tuples: u64,
+    pub records_failed: [u64; RecordErrorKind::ALL.len()],
+    pub tuples_failed: [u64; TupleErrorKind::ALL.len()],
+}
+
+impl FlattenStats {
+    pub fn records_failed_total(&self) -> u64 {
+        self.records_failed.iter().sum()
+    }
+    pub fn tuples_failed_total(&self) -> u64 {
+        self.tuples_failed.iter().sum()
+    }
+    pub fn record_failures(&self, kind: RecordErrorKind) -> u64 {
+        self.records_failed[kind as usize]
+    }
+    pub fn tuple_failures(&self, kind: TupleErrorKind) -> u64 {
+        self.tuples_failed[kind as usize]
+    }
+
+    fn count(&mut self, kind: ProblemKind) {
+        match kind {
+            ProblemKind::Record(k) => self.records_failed[k as usize] += 1,
+            ProblemKind::Tuple(k) => self.tuples_failed[k as usize] += 1,
+        }
+    }
+
+    /// Adds the difference `self - before` to the process metrics.
+    fn publish_since(&self, before: &FlattenStats) {
+        metrics::counter!(m::RECORDS_TOTAL).increment(self.records - before.records);
+        metrics::counter!(m::TUPLES_TOTAL).increment(self.tuples - before.tuples);
+        for k in RecordErrorKind::ALL {
+            let d = self.record_failures(k) - before.record_failures(k);
+            if d > 0 {
+                metrics::counter!(m::RECORDS_FAILED_TOTAL, "reason" => k.reason()).increment(d);
+            }
+        }
+        for k in TupleErrorKind::ALL {
+            let d = self.tuple_failures(k) - before.tuple_failures(k);
+            if d > 0 {
+                metrics::counter!(m::TUPLES_FAILED_TOTAL, "reason" => k.reason()).increment(d);
+            }
+        }
+    }
+}
+
+/// Turns records into events and counts what it skipped.
+#[derive(Debug, Default)]
+pub struct Flattener {
+    pub stats: FlattenStats,
+}
+
+impl Flattener {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Flattens every record of a batch. Problems go to `on_problem` with the absolute
+    /// byte offset of their record; they are also counted in [`Self::stats`] and metrics.
+    pub fn flatten_batch(
+        &mut self,
+        batch: RecordBatch,
+        mut on_problem: impl FnMut(u64, &Problem),
+    ) -> EventBatch {
+        let before = self.stats.clone();
+        let mut out = EventBatch::new(batch.origin, batch.finalizer);
+        out.events.reserve(batch.data.len() / 64);
+        for span in &batch.records {
+            let offset = batch.start + span.start as u64;
+            self.flatten_record(&batch.data[span.clone()], &mut out, |p| {
+                on_problem(offset, p)
+            });
+        }
+        self.stats.publish_since(&before);
+        out
+    }
+
+    /// Appends one record's context, groups and events to `out`. Returns the number of
+    /// events added; every skipped tuple, or the whole record, is reported to `on_problem`.
+    pub fn flatten_record(
+        &mut self,
+        json: &[u8],
+        out: &mut EventBatch,
+        mut on_problem: impl FnMut(&Problem),
+    ) -> usize {
+        let mut report = |stats: &mut FlattenStats, p: Problem| {
+            stats.count(p.kind);
+            on_problem(&p);
+        };
+        let raw: RawRecord = match serde_json::from_slice(json) {
+            Ok(r) => r,
+            Err(e) => {
+                report(
+                    &mut self.stats,
+                    record_problem(RecordErrorKind::InvalidJson, e.to_string()),
+                );
+                return 0;
+            }
+        };
+        let context = match record_context(&raw) {
+            Ok(c) => c,
+            Err(p) => {
+                report(&mut self.stats, p);
+                return 0;
+            }
+        };
+        let kind = context.kind;
+        let record_mac = context.mac;
+        let record_index = out.records.len() as u32;
+        out.records.push(context);
+        let first_event = out.events.len();
+        let mut tuple_index = 0;
+
+        let mut emit_group = |out: &mut EventBatch,
+                              stats: &mut FlattenStats,
+                              rule: Option<&Cow<str>>,
+                              mac: Option<Mac>,
+                              acl_id: Option<&Cow<str>>,
+                              tuples: &[TupleStr]| {
+            if tuples.is_empty() {
+                return;
+            }
+            let group = out.groups.len() as u32;
+            out.groups.push(FlowGroup {
+                record: record_index,
+                rule: rule.map(|r| Box::from(r.as_ref())).unwrap_or_default(),
+                mac: mac.or(record_mac),
+                acl_id: acl_id.map(|a| Box::from(a.as_ref())),
+            });
+            for t in tuples {
+                let result = match &t.0 {
+                    Some(s) => parse_tuple(s, kind, group).map_err(|k| (k, shorten(s))),
+                    None => Err((TupleErrorKind::NotAString, "not a string".to_owned())),
+                };
+                match result {
+                    Ok(event) => out.events.push(event),
+                    Err((k, detail)) => report(
+                        stats,
+                        Problem {
+                            kind: ProblemKind::Tuple(k),
+                            tuple: Some(tuple_index),
+                            detail,
+                        },
+                    ),
+                }
+                tuple_index += 1;
+            }
+        };
+
+        if let Some(props) = &raw.properties.as_ref().filter(|_| kind != LogKind::VNet) {
+            for rule in &props.flows {
+                for mac_flow in &rule.flows {
+                    let mac = mac_flow.mac.as_deref().and_then(Mac::parse);
+                    emit_group(
+                        out,
+                        &mut self.stats,
+                        rule.rule.as_ref(),
+                        mac,
+                        None,
+                        &mac_flow.flow_tuples,
+                    );
+                }
+            }
+        } else if let Some(records) = &raw.flow_records {
+            for acl in &records.flows {
+                for group in &acl.flow_groups {
+                    emit_group(
+                        out,
+                        &mut self.stats,
+                        group.rule.as_ref(),
+                        None,
+                        acl.acl_id.as_ref(),
+                        &group.flow_tuples,
+                    );
+                }
+            }
+        }
+        let added = out.events.len() - first_event;
+        self.stats.records += 1;
+        self.stats.tuples += added as u64;
+        added
+    }
+}
+
+fn record_problem(kind: RecordErrorKind, detail: String) -> Problem {
+    Problem {
+        kind: ProblemKind::Record(kind),
+        tuple: None,
+        detail,
+    }
+}
+
+/// Decides the schema and builds the context shared by every tuple of the record.
+fn record_context(raw: &RawRecord) -> Result<RecordContext, Problem> {
+    let (kind, version, default_category, default_operation) =
+        if raw.flow_records.is_some() || raw.flow_log_version.is_some() {
+            let v = raw.flow_log_version.unwrap_or(0);
+            if !VNET_VERSIONS.contains(&v) {
+                return Err(record_problem(
+                    RecordErrorKind::UnknownVersion,
+                    format!(
+                        "VNet flowLogVersion {}",
+                        display_version(raw.flow_log_version)
+                    ),
+                ));
+            }
+            (LogKind::VNet, v, "FlowLogFlowEvent", "FlowLogFlowEvent")
+        } else if let Some(props) = &raw.properties {
+            let kind = match props.version {
+                Some(1) => LogKind::NsgV1,
+                Some(2) => LogKind::NsgV2,
+                other => {
+                    return Err(record_problem(
+                        RecordErrorKind::UnknownVersion,
+                        format!("NSG properties.Version {}", display_version(other)),
+                    ))
+                }
+            };
+            let v = props.version.unwrap_or_default();
+            (
+                kind,
+                v,
+                "NetworkSecurityGroupFlowEvent",
+                "NetworkSecurityGroupFlowEvents",
+            )
+        } else {
+            return Err(record_problem(
+                RecordErrorKind::UnknownSchema,
+                "neither properties.flows (NSG) nor flowRecords (VNet)".to_owned(),
+            ));
+        };
+
+    let resource_id = match kind {
+        LogKind::VNet => raw
+            .target_resource_id
+            .as_deref()
+            .or(raw.flow_log_resource_id.as_deref()),
+        _ => raw.resource_id.as_deref(),
+    }
+    .unwrap_or("");
+    let rules = raw
+        .properties
+        .iter()
+        .flat_map(|p| p.flows.iter().filter_map(|f| f.rule.as_deref()));
+    let vnet_strings = raw.flow_records.iter().flat_map(|r| {
+        r.flows.iter().flat_map(|a| {
+            a.acl_id
+                .as_deref()
+                .into_iter()
+                .chain(a.flow_groups.iter().filter_map(|g| g.rule.as_deref()))
+        })
+    });
+    let strings = [
+        raw.time.as_deref(),
+        raw.category.as_deref(),
+        raw.operation_name.as_deref(),
+        raw.system_id.as_deref(),
+        raw.flow_log_guid.as_deref(),
+        raw.flow_log_resource_id.as_deref(),
+        Some(resource_id),
+    ];
+    if let Some(long) = strings
+        .into_iter()
+        .flatten()
+        .chain(rules)
+        .chain(vnet_strings)
+        .find(|s| s.len() > MAX_FIELD_BYTES)
+    {
+        return Err(record_problem(
+            RecordErrorKind::FieldTooLong,
+            format!("a field of {} bytes: {}", long.len(), shorten(long)),
+        ));
+    }
+
+    let parts = ResourceIdParts::parse(resource_id);
+    let boxed = |s: Option<&str>, default: &str| Box::from(s.unwrap_or(default));
+    Ok(RecordContext {
+        kind,
+        version,
+        time: boxed(raw.time.as_deref(), ""),
+        category: boxed(raw.category.as_deref(), default_category),
+        operation_name: boxed(raw.operation_name.as_deref(), default_operation),
+        system_id: raw.system_id.as_deref().map(Box::from),
+        resource_id: Box::from(resource_id),
+        subscription_id: Box::from(parts.subscription_id),
+        resource_group: Box::from(parts.resource_group),
+        resource_name: Box::from(parts.name),
+        mac: raw.mac_address.as_deref().and_then(Mac::parse),
+        flow_log_guid: raw.flow_log_guid.as_deref().map(Box::from),
+        flow_log_resource_id: raw.flow_log_resource_id.as_deref().map(Box::from),
+    })
+}
+
+fn display_version(v: Option<u32>) -> String {
+    v.map_or_else(|| "missing".to_owned(), |v| v.to_string())
+}
