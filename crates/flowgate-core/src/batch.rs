@@ -27,24 +27,29 @@ pub struct RecordBatch {
     pub finalizer: Finalizer,
 }
 
-/// Transform → sink: flat events with their shared record and group context.
+/// Flat events with their shared record and group context.
 #[derive(Debug)]
 pub struct EventBatch {
     pub origin: Arc<Origin>,
     pub records: Vec<RecordContext>,
     pub groups: Vec<FlowGroup>,
     pub events: Vec<FlowEvent>,
+}
+
+/// Transform → sink: a batch shared by every sink, and this sink's acknowledgement handle.
+#[derive(Debug)]
+pub struct Delivery {
+    pub batch: Arc<EventBatch>,
     pub finalizer: Finalizer,
 }
 
 impl EventBatch {
-    pub fn new(origin: Arc<Origin>, finalizer: Finalizer) -> Self {
+    pub fn new(origin: Arc<Origin>) -> Self {
         EventBatch {
             origin,
             records: Vec::new(),
             groups: Vec::new(),
             events: Vec::new(),
-            finalizer,
         }
     }
 

@@ -13,7 +13,7 @@ pub mod metric_names;
 pub mod secret;
 
 pub use ack::{Ack, AckSender, BatchStatus, Finalizer};
-pub use batch::{EventBatch, Origin, RecordBatch};
+pub use batch::{Delivery, EventBatch, Origin, RecordBatch};
 pub use event::{
     Action, Direction, Encryption, FlowEvent, FlowGroup, FlowState, LogKind, Mac, Protocol,
     RecordContext,

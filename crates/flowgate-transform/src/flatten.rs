@@ -5,7 +5,7 @@ use crate::raw::{RawRecord, TupleStr};
 use crate::resource_id::ResourceIdParts;
 use crate::tuple::parse_tuple;
 use flowgate_core::{
-    metric_names as m, EventBatch, FlowGroup, LogKind, Mac, RecordBatch, RecordContext,
+    metric_names as m, EventBatch, Finalizer, FlowGroup, LogKind, Mac, RecordBatch, RecordContext,
 };
 use std::borrow::Cow;
 
@@ -82,9 +82,9 @@ impl Flattener {
         &mut self,
         batch: RecordBatch,
         mut on_problem: impl FnMut(u64, &Problem),
-    ) -> EventBatch {
+    ) -> (EventBatch, Finalizer) {
         let before = self.stats.clone();
-        let mut out = EventBatch::new(batch.origin, batch.finalizer);
+        let mut out = EventBatch::new(batch.origin);
         out.events.reserve(batch.data.len() / 64);
         for span in &batch.records {
             let offset = batch.start + span.start as u64;
@@ -93,7 +93,7 @@ impl Flattener {
             });
         }
         self.stats.publish_since(&before);
-        out
+        (out, batch.finalizer)
     }
 
     /// Appends one record's context, groups and events to `out`. Returns the number of

@@ -1,7 +1,7 @@
 //! The flattener against the seed examples, the field-notes shapes and bad input.
 
 use flowgate_core::{
-    Action, Direction, Encryption, EventBatch, Finalizer, FlowState, LogKind, Mac, Origin, Protocol,
+    Action, Direction, Encryption, EventBatch, FlowState, LogKind, Mac, Origin, Protocol,
 };
 use flowgate_transform::{Flattener, Problem, ProblemKind, RecordErrorKind, TupleErrorKind};
 use std::sync::Arc;
@@ -22,7 +22,7 @@ fn flatten(records: &[Vec<u8>]) -> (EventBatch, Vec<Problem>, Flattener) {
         source: "test".into(),
         path: "x".into(),
     });
-    let mut batch = EventBatch::new(origin, Finalizer::detached());
+    let mut batch = EventBatch::new(origin);
     let mut problems = Vec::new();
     let mut f = Flattener::new();
     for r in records {

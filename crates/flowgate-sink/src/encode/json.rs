@@ -1,0 +1,90 @@
+//! One JSON object per tuple, with the stable names listed in docs/FORMATS.md.
+
+use super::{escape, write, GroupCache};
+use flowgate_core::{FlowEvent, FlowGroup, RecordContext};
+
+pub(super) fn group(g: &FlowGroup, r: &RecordContext, c: &mut GroupCache) {
+    let b = &mut c.tail;
+    string(b, b",\"rule\":\"", &g.rule);
+    if !c.mac.is_empty() {
+        b.extend_from_slice(b",\"mac\":\"");
+        b.extend_from_slice(&c.mac);
+        b.push(b'"');
+    }
+    if let Some(acl) = &g.acl_id {
+        string(b, b",\"acl_id\":\"", acl);
+    }
+    b.extend_from_slice(b",\"log_type\":\"");
+    b.extend_from_slice(r.kind.as_str().as_bytes());
+    b.extend_from_slice(b"\",\"flow_log_version\":");
+    write::uint(b, r.version);
+    string(b, b",\"record_time\":\"", &r.time);
+    string(b, b",\"category\":\"", &r.category);
+    string(b, b",\"operation_name\":\"", &r.operation_name);
+    if let Some(s) = &r.system_id {
+        string(b, b",\"system_id\":\"", s);
+    }
+    string(b, b",\"resource_id\":\"", &r.resource_id);
+    string(b, b",\"subscription_id\":\"", &r.subscription_id);
+    string(b, b",\"resource_group\":\"", &r.resource_group);
+    string(b, b",\"resource_name\":\"", &r.resource_name);
+    if let Some(s) = &r.flow_log_guid {
+        string(b, b",\"flow_log_guid\":\"", s);
+    }
+    if let Some(s) = &r.flow_log_resource_id {
+        string(b, b",\"flow_log_resource_id\":\"", s);
+    }
+    b.push(b'}');
+}
+
+fn string(out: &mut Vec<u8>, key: &[u8], value: &str) {
+    out.extend_from_slice(key);
+    escape::json_str(value, out);
+    out.push(b'"');
+}
+
+pub(super) fn event(e: &FlowEvent, c: &GroupCache, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"{\"time\":\"");
+    write::rfc3339_ms(out, e.time_ms);
+    out.extend_from_slice(b"\",\"time_ms\":");
+    write::uint(out, e.time_ms);
+    out.extend_from_slice(b",\"src_ip\":\"");
+    write::ip(out, &e.src_ip);
+    out.extend_from_slice(b"\",\"src_port\":");
+    write::uint(out, e.src_port);
+    out.extend_from_slice(b",\"dst_ip\":\"");
+    write::ip(out, &e.dst_ip);
+    out.extend_from_slice(b"\",\"dst_port\":");
+    write::uint(out, e.dst_port);
+    out.extend_from_slice(b",\"protocol\":\"");
+    super::protocol(out, e.protocol);
+    out.extend_from_slice(b"\",\"protocol_number\":");
+    write::uint(out, e.protocol.0);
+    out.extend_from_slice(b",\"direction\":\"");
+    out.extend_from_slice(e.direction.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"action\":\"");
+    out.extend_from_slice(e.action.as_str().as_bytes());
+    out.push(b'"');
+    if let Some(state) = e.state {
+        out.extend_from_slice(b",\"flow_state\":\"");
+        out.extend_from_slice(state.as_str().as_bytes());
+        out.push(b'"');
+    }
+    if let Some(enc) = e.encryption {
+        out.extend_from_slice(b",\"encryption\":\"");
+        out.extend_from_slice(enc.code().as_bytes());
+        out.push(b'"');
+    }
+    counter(out, b",\"packets_src_to_dst\":", e.packets_src_to_dst);
+    counter(out, b",\"bytes_src_to_dst\":", e.bytes_src_to_dst);
+    counter(out, b",\"packets_dst_to_src\":", e.packets_dst_to_src);
+    counter(out, b",\"bytes_dst_to_src\":", e.bytes_dst_to_src);
+    out.extend_from_slice(&c.tail);
+}
+
+fn counter(out: &mut Vec<u8>, key: &[u8], value: Option<u64>) {
+    if let Some(v) = value {
+        out.extend_from_slice(key);
+        write::uint(out, v);
+    }
+}

@@ -1,0 +1,159 @@
+//! Allocation-free writers for numbers, addresses and timestamps.
+
+use std::io::Write;
+use std::net::IpAddr;
+
+#[inline]
+pub fn uint(out: &mut Vec<u8>, v: impl itoa::Integer) {
+    out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+}
+
+/// Dotted quad or RFC 5952 IPv6 text.
+#[inline]
+pub fn ip(out: &mut Vec<u8>, addr: &IpAddr) {
+    match addr {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            let mut buf = itoa::Buffer::new();
+            for (i, b) in o.iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                out.extend_from_slice(buf.format(*b).as_bytes());
+            }
+        }
+        IpAddr::V6(v6) => {
+            let _ = write!(out, "{v6}");
+        }
+    }
+}
+
+/// A civil UTC date and time from epoch milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UtcTime {
+    pub year: i64,
+    pub month: u32,
+    pub day: u32,
+    pub hour: u32,
+    pub minute: u32,
+    pub second: u32,
+    pub millis: u32,
+}
+
+impl UtcTime {
+    /// Howard Hinnant's `civil_from_days`.
+    pub fn from_epoch_ms(ms: u64) -> Self {
+        let secs = (ms / 1000) as i64;
+        let millis = (ms % 1000) as u32;
+        let days = secs.div_euclid(86_400);
+        let sod = secs.rem_euclid(86_400) as u32;
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        UtcTime {
+            year,
+            month,
+            day,
+            hour: sod / 3600,
+            minute: sod / 60 % 60,
+            second: sod % 60,
+            millis,
+        }
+    }
+}
+
+fn two(out: &mut Vec<u8>, v: u32) {
+    out.push(b'0' + (v / 10) as u8);
+    out.push(b'0' + (v % 10) as u8);
+}
+
+/// `2018-11-13T12:00:02.000Z`
+pub fn rfc3339_ms(out: &mut Vec<u8>, ms: u64) {
+    let t = UtcTime::from_epoch_ms(ms);
+    let y = t.year.clamp(0, 9999) as u32;
+    two(out, y / 100);
+    two(out, y % 100);
+    out.push(b'-');
+    two(out, t.month);
+    out.push(b'-');
+    two(out, t.day);
+    out.push(b'T');
+    two(out, t.hour);
+    out.push(b':');
+    two(out, t.minute);
+    out.push(b':');
+    two(out, t.second);
+    out.push(b'.');
+    out.push(b'0' + (t.millis / 100) as u8);
+    two(out, t.millis % 100);
+    out.push(b'Z');
+}
+
+/// RFC 3164 timestamp: `Nov 13 12:00:02` (day padded with a space).
+pub fn rfc3164(out: &mut Vec<u8>, ms: u64) {
+    const MONTHS: [&[u8; 3]; 12] = [
+        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
+        b"Dec",
+    ];
+    let t = UtcTime::from_epoch_ms(ms);
+    out.extend_from_slice(MONTHS[(t.month - 1) as usize]);
+    out.push(b' ');
+    if t.day < 10 {
+        out.push(b' ');
+        out.push(b'0' + t.day as u8);
+    } else {
+        two(out, t.day);
+    }
+    out.push(b' ');
+    two(out, t.hour);
+    out.push(b':');
+    two(out, t.minute);
+    out.push(b':');
+    two(out, t.second);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(f: impl FnOnce(&mut Vec<u8>)) -> String {
+        let mut v = Vec::new();
+        f(&mut v);
+        String::from_utf8(v).unwrap()
+    }
+
+    #[test]
+    fn times() {
+        assert_eq!(s(|o| rfc3339_ms(o, 0)), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            s(|o| rfc3339_ms(o, 1_542_110_402_000)),
+            "2018-11-13T12:00:02.000Z"
+        );
+        assert_eq!(
+            s(|o| rfc3339_ms(o, 1_663_146_003_599)),
+            "2022-09-14T09:00:03.599Z"
+        );
+        assert_eq!(
+            s(|o| rfc3339_ms(o, 951_782_400_000)),
+            "2000-02-29T00:00:00.000Z"
+        );
+        assert_eq!(s(|o| rfc3164(o, 1_542_110_402_000)), "Nov 13 12:00:02");
+        assert_eq!(s(|o| rfc3164(o, 1_709_546_520_000)), "Mar  4 10:02:00");
+    }
+
+    #[test]
+    fn addresses() {
+        assert_eq!(s(|o| ip(o, &"10.5.16.4".parse().unwrap())), "10.5.16.4");
+        assert_eq!(s(|o| ip(o, &"255.0.0.1".parse().unwrap())), "255.0.0.1");
+        assert_eq!(
+            s(|o| ip(o, &"ace:cab:deca:deed::4".parse().unwrap())),
+            "ace:cab:deca:deed::4"
+        );
+    }
+}
