@@ -8,18 +8,35 @@ pub fn uint(out: &mut Vec<u8>, v: impl itoa::Integer) {
     out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
 }
 
+/// The decimal text of every byte value, for writing dotted quads without arithmetic.
+static OCTETS: [([u8; 3], u8); 256] = {
+    let mut t = [([0u8; 3], 0u8); 256];
+    let mut i = 0;
+    while i < 256 {
+        let (h, d, u) = ((i / 100) as u8, (i / 10 % 10) as u8, (i % 10) as u8);
+        t[i] = if i >= 100 {
+            ([b'0' + h, b'0' + d, b'0' + u], 3)
+        } else if i >= 10 {
+            ([b'0' + d, b'0' + u, 0], 2)
+        } else {
+            ([b'0' + u, 0, 0], 1)
+        };
+        i += 1;
+    }
+    t
+};
+
 /// Dotted quad or RFC 5952 IPv6 text.
 #[inline]
 pub fn ip(out: &mut Vec<u8>, addr: &IpAddr) {
     match addr {
         IpAddr::V4(v4) => {
-            let o = v4.octets();
-            let mut buf = itoa::Buffer::new();
-            for (i, b) in o.iter().enumerate() {
+            for (i, b) in v4.octets().iter().enumerate() {
                 if i > 0 {
                     out.push(b'.');
                 }
-                out.extend_from_slice(buf.format(*b).as_bytes());
+                let (digits, len) = &OCTETS[*b as usize];
+                out.extend_from_slice(&digits[..*len as usize]);
             }
         }
         IpAddr::V6(v6) => {
@@ -150,7 +167,9 @@ mod tests {
     #[test]
     fn addresses() {
         assert_eq!(s(|o| ip(o, &"10.5.16.4".parse().unwrap())), "10.5.16.4");
-        assert_eq!(s(|o| ip(o, &"255.0.0.1".parse().unwrap())), "255.0.0.1");
+        for a in ["255.0.0.1", "0.9.10.99", "100.199.200.255"] {
+            assert_eq!(s(|o| ip(o, &a.parse().unwrap())), a);
+        }
         assert_eq!(
             s(|o| ip(o, &"ace:cab:deca:deed::4".parse().unwrap())),
             "ace:cab:deca:deed::4"

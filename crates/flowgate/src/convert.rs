@@ -1,0 +1,109 @@
+//! `flowgate convert`: flow log files to one line per tuple on stdout.
+//!
+//! Streams each file through the same extractor, flattener and encoder as the service,
+//! so memory stays at one read chunk whatever the file size. Malformed input is reported
+//! with its file and byte offset; the good tuples around it are still written.
+
+use anyhow::{Context, Result};
+use flowgate_core::Origin;
+use flowgate_sink::encode::Encoder;
+use flowgate_source::extract::extract;
+use flowgate_transform::Flattener;
+use std::io::{Read, Write};
+use std::sync::Arc;
+
+const CHUNK: usize = 8 << 20;
+/// Problems printed per file before only counting them.
+const MAX_REPORTS: usize = 20;
+
+/// What converting one input found wrong.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub problems: u64,
+}
+
+pub fn convert_input(
+    name: &str,
+    input: &mut dyn Read,
+    encoder: &mut Encoder,
+    out: &mut dyn Write,
+) -> Result<Outcome> {
+    let origin = Arc::new(Origin {
+        source: "convert".into(),
+        path: name.into(),
+    });
+    let mut flattener = Flattener::new();
+    let mut outcome = Outcome::default();
+    let mut report = |offset: u64, what: &dyn std::fmt::Display| {
+        outcome.problems += 1;
+        if outcome.problems as usize <= MAX_REPORTS {
+            eprintln!("flowgate: {name}: byte {offset}: {what}");
+        }
+    };
+
+    let mut buf: Vec<u8> = Vec::with_capacity(CHUNK);
+    let mut base: u64 = 0; // file offset of buf[0]
+    let mut encoded = Vec::new();
+    let mut eof = false;
+    let mut complete = false;
+    while !eof {
+        let filled = buf.len();
+        buf.resize(filled + CHUNK, 0);
+        let n = read_full(input, &mut buf[filled..]).with_context(|| format!("reading {name}"))?;
+        buf.truncate(filled + n);
+        eof = n == 0;
+
+        let ex = extract(&buf, base == 0);
+        for e in &ex.errors {
+            report(base + e.at as u64, &e.kind);
+        }
+        complete |= ex.complete;
+        let mut batch = flowgate_core::EventBatch::new(origin.clone());
+        for span in &ex.records {
+            let offset = base + span.start as u64;
+            flattener.flatten_record(&buf[span.clone()], &mut batch, |p| report(offset, p));
+        }
+        encoded.clear();
+        encoder.encode_batch(&batch, &mut encoded);
+        out.write_all(&encoded)?;
+
+        let keep_from = if ex.complete { buf.len() } else { ex.consumed };
+        buf.drain(..keep_from);
+        base += keep_from as u64;
+        if ex.complete {
+            // Anything after the closing `]}` was reported by the extractor; stop here.
+            break;
+        }
+    }
+    if !complete {
+        match buf.iter().position(|b| !b.is_ascii_whitespace()) {
+            Some(i) => report(
+                base + i as u64,
+                &"truncated: the record starting here never ends",
+            ),
+            None => report(base, &"truncated: the document has no closing ]}"),
+        }
+    }
+    if outcome.problems as usize > MAX_REPORTS {
+        eprintln!(
+            "flowgate: {name}: {} problems in all ({} shown)",
+            outcome.problems, MAX_REPORTS
+        );
+    }
+    out.flush()?;
+    Ok(outcome)
+}
+
+/// Reads until `buf` is full or the input ends.
+fn read_full(input: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match input.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}

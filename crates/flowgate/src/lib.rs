@@ -1,0 +1,5 @@
+//! flowgate: the pieces the `flowgate` binary wires together, as a library so that
+//! tests and benchmarks use exactly what the binary runs.
+
+pub mod convert;
+pub mod generate;
