@@ -137,11 +137,8 @@ fn for_each_comma(bytes: &[u8], mut found: impl FnMut(usize)) {
     const LO7: u64 = 0x7F7F_7F7F_7F7F_7F7F;
     const COMMAS: u64 = 0x2C2C_2C2C_2C2C_2C2C;
     let mut base = 0;
-    while base < bytes.len() {
-        let mut word = [0u8; 8];
-        let take = (bytes.len() - base).min(8);
-        word[..take].copy_from_slice(&bytes[base..base + take]);
-        let x = u64::from_le_bytes(word) ^ COMMAS;
+    while let Some(w) = bytes.get(base..base + 8) {
+        let x = u64::from_le_bytes(w.try_into().expect("8 bytes")) ^ COMMAS;
         // High bit set exactly in the bytes of `x` that are zero (the commas).
         let mut mask = !(((x & LO7) + LO7) | x | LO7);
         while mask != 0 {
@@ -149,6 +146,11 @@ fn for_each_comma(bytes: &[u8], mut found: impl FnMut(usize)) {
             mask &= mask - 1;
         }
         base += 8;
+    }
+    for (i, &b) in bytes[base..].iter().enumerate() {
+        if b == b',' {
+            found(base + i);
+        }
     }
 }
 
@@ -212,6 +214,17 @@ fn parse_u64(s: &[u8]) -> Option<u64> {
         return None;
     }
     let mut v: u64 = 0;
+    if s.len() < 20 {
+        // At most 19 digits: cannot overflow, so no checks in the loop.
+        for &b in s {
+            let d = b.wrapping_sub(b'0');
+            if d > 9 {
+                return None;
+            }
+            v = v * 10 + d as u64;
+        }
+        return Some(v);
+    }
     for &b in s {
         let d = b.wrapping_sub(b'0');
         if d > 9 {
@@ -226,6 +239,30 @@ fn parse_u64(s: &[u8]) -> Option<u64> {
 mod tests {
     use super::*;
     use TupleErrorKind as E;
+
+    #[test]
+    fn numbers_up_to_u64_max() {
+        assert_eq!(parse_u64(b"18446744073709551615"), Some(u64::MAX));
+        assert_eq!(
+            parse_u64(b"9999999999999999999"),
+            Some(9_999_999_999_999_999_999)
+        );
+        assert_eq!(parse_u64(b"0"), Some(0));
+        assert_eq!(parse_u64(b"1a"), None);
+    }
+
+    #[test]
+    fn commas_found_at_every_position() {
+        for len in 0..40 {
+            for at in 0..len {
+                let mut s = vec![b'x'; len];
+                s[at] = b',';
+                let mut found = Vec::new();
+                for_each_comma(&s, |i| found.push(i));
+                assert_eq!(found, [at], "len {len} at {at}");
+            }
+        }
+    }
 
     #[test]
     fn ipv4_fast_path_agrees_with_std() {

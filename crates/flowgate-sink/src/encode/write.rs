@@ -3,6 +3,16 @@
 use std::io::Write;
 use std::net::IpAddr;
 
+/// Appends a small stack buffer with one fixed-size copy, then trims it to `len`:
+/// a variable-length copy of a few bytes would cost a `memmove` call each time.
+#[inline]
+fn extend_trimmed<const N: usize>(out: &mut Vec<u8>, buf: &[u8; N], len: usize) {
+    let old = out.len();
+    out.extend_from_slice(buf);
+    out.truncate(old + len);
+}
+
+/// Decimal text of an unsigned integer.
 #[inline]
 pub fn uint(out: &mut Vec<u8>, v: impl itoa::Integer) {
     out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
@@ -31,13 +41,18 @@ static OCTETS: [([u8; 3], u8); 256] = {
 pub fn ip(out: &mut Vec<u8>, addr: &IpAddr) {
     match addr {
         IpAddr::V4(v4) => {
+            let mut buf = [0u8; 16];
+            let mut len = 0;
             for (i, b) in v4.octets().iter().enumerate() {
                 if i > 0 {
-                    out.push(b'.');
+                    buf[len] = b'.';
+                    len += 1;
                 }
-                let (digits, len) = &OCTETS[*b as usize];
-                out.extend_from_slice(&digits[..*len as usize]);
+                let (digits, n) = &OCTETS[*b as usize];
+                buf[len..len + 3].copy_from_slice(digits);
+                len += *n as usize;
             }
+            extend_trimmed(out, &buf, len);
         }
         IpAddr::V6(v6) => {
             let _ = write!(out, "{v6}");
@@ -162,6 +177,13 @@ mod tests {
         );
         assert_eq!(s(|o| rfc3164(o, 1_542_110_402_000)), "Nov 13 12:00:02");
         assert_eq!(s(|o| rfc3164(o, 1_709_546_520_000)), "Mar  4 10:02:00");
+    }
+
+    #[test]
+    fn integers() {
+        for v in [0u64, 7, 10, 99, 65535, 1_542_110_402_000, u64::MAX] {
+            assert_eq!(s(|o| uint(o, v)), v.to_string());
+        }
     }
 
     #[test]
