@@ -1,3 +1,8 @@
 //! flowgate sinks: encoders for SIEM formats, and the outputs that deliver them.
 
+pub mod config;
 pub mod encode;
+pub mod writer;
+
+pub use config::{EncodingConfig, FileSinkConfig, SinkConfig, StdoutSinkConfig};
+pub use writer::WriterSink;

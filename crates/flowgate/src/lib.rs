@@ -1,5 +1,7 @@
 //! flowgate: the pieces the `flowgate` binary wires together, as a library so that
 //! tests and benchmarks use exactly what the binary runs.
 
+pub mod config;
 pub mod convert;
 pub mod generate;
+pub mod pipeline;

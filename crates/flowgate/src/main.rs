@@ -1,13 +1,15 @@
-//! The `flowgate` binary: command line, configuration and pipeline wiring.
-
-use flowgate::convert;
+//! The `flowgate` binary: command line, logging and signals.
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use flowgate::config::{Config, LogFormat};
+use flowgate::convert;
 use flowgate_sink::encode::{Encoder, Format, Framing, SyslogConfig, SyslogKind};
+use flowgate_source::CheckpointStore;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use tokio::sync::watch;
 
 #[derive(Parser)]
 #[command(
@@ -22,6 +24,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the pipeline until SIGINT or SIGTERM.
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Check a configuration file without connecting to anything.
+    Validate {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Convert flow log files to one line per flow tuple on stdout.
     Convert {
         /// cef, leef or json.
@@ -30,9 +42,17 @@ enum Command {
         /// none, rfc5424 or rfc3164.
         #[arg(long, default_value = "none", value_parser = parse_syslog_kind)]
         syslog: SyslogKind,
+        /// HOSTNAME of the syslog header (default: this machine's name).
+        #[arg(long, default_value = "")]
+        hostname: String,
         /// Files to read; `-` is stdin.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+    },
+    /// List the stored checkpoints (stop the service first: the store is locked while it runs).
+    Checkpoints {
+        #[arg(long, short)]
+        config: PathBuf,
     },
 }
 
@@ -50,11 +70,15 @@ fn parse_syslog_kind(s: &str) -> Result<SyslogKind, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Run { config } => run(&config),
+        Command::Validate { config } => validate(&config),
         Command::Convert {
             format,
             syslog,
+            hostname,
             files,
-        } => run_convert(format, syslog, &files),
+        } => run_convert(format, syslog, hostname, &files),
+        Command::Checkpoints { config } => list_checkpoints(&config),
     };
     match result {
         Ok(code) => code,
@@ -65,12 +89,100 @@ fn main() -> ExitCode {
     }
 }
 
-fn run_convert(format: Format, syslog: SyslogKind, files: &[PathBuf]) -> Result<ExitCode> {
-    let header = SyslogConfig {
-        kind: syslog,
-        ..SyslogConfig::default()
+/// Loads and validates; the message names the file and the offending key.
+fn load(path: &PathBuf) -> Result<Config> {
+    let config = Config::load(path).map_err(anyhow::Error::msg)?;
+    config
+        .validate()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(config)
+}
+
+fn validate(path: &PathBuf) -> Result<ExitCode> {
+    let config = load(path)?;
+    println!(
+        "{}: valid ({} source{}, {} sink{})",
+        path.display(),
+        config.sources.len(),
+        if config.sources.len() == 1 { "" } else { "s" },
+        config.sinks.len(),
+        if config.sinks.len() == 1 { "" } else { "s" },
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FLOWGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
+    // Logs go to stderr: stdout may be a sink.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    match config.log.format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
     }
-    .build();
+}
+
+fn run(path: &PathBuf) -> Result<ExitCode> {
+    let config = load(path)?;
+    init_logging(&config);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async move {
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let (abort_tx, abort_rx) = watch::channel(false);
+        tokio::spawn(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+            let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+            tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+            tracing::info!("shutting down: draining batches in flight (signal again to abort)");
+            let _ = shutdown_tx.send(true);
+            tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+            tracing::warn!("second signal: abandoning batches still being retried");
+            let _ = abort_tx.send(true);
+        });
+        flowgate::pipeline::run(config, shutdown_rx, abort_rx).await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn list_checkpoints(path: &PathBuf) -> Result<ExitCode> {
+    let config = load(path)?;
+    let store = CheckpointStore::open(&config.checkpoints.path)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{:<12} {:<12} {:<20} key",
+        "offset", "updated", "fingerprint"
+    )?;
+    for (key, cp) in store.list("")? {
+        writeln!(
+            out,
+            "{:<12} {:<12} {:<20} {key}",
+            cp.offset, cp.updated, cp.fingerprint
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_convert(
+    format: Format,
+    syslog: SyslogKind,
+    hostname: String,
+    files: &[PathBuf],
+) -> Result<ExitCode> {
+    let syslog = SyslogConfig {
+        kind: syslog,
+        hostname,
+        ..SyslogConfig::default()
+    };
+    syslog.validate().map_err(anyhow::Error::msg)?;
+    let header = syslog.build();
     let mut encoder = Encoder::new(format, header, Framing::Newline);
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());

@@ -1,0 +1,72 @@
+//! Sink configuration: what `flowgate validate` checks and `build()` turns into a sink.
+
+use crate::encode::{Encoder, Format, Framing, SyslogConfig};
+use serde::Deserialize;
+use std::path::PathBuf;
+
+/// How events become bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct EncodingConfig {
+    pub format: Format,
+    pub syslog: SyslogConfig,
+}
+
+impl EncodingConfig {
+    pub fn validate(&self, prefix: &str) -> Result<(), String> {
+        self.syslog
+            .validate()
+            .map_err(|e| format!("{prefix}.encoding.{e}"))
+    }
+
+    pub fn encoder(&self, framing: Framing) -> Encoder {
+        Encoder::new(self.format, self.syslog.build(), framing)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StdoutSinkConfig {
+    #[serde(default)]
+    pub encoding: EncodingConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSinkConfig {
+    /// Appended to; created if missing (its directory must exist).
+    pub path: PathBuf,
+    #[serde(default)]
+    pub encoding: EncodingConfig,
+    /// fsync after each batch, before acknowledging it (on by default: the checkpoint
+    /// must not get ahead of what is on disk).
+    #[serde(default = "yes")]
+    pub fsync: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// One `[sinks.NAME]` table, chosen by its `type`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SinkConfig {
+    Stdout(StdoutSinkConfig),
+    File(FileSinkConfig),
+}
+
+impl SinkConfig {
+    /// Checks the config without I/O; errors name the key.
+    pub fn validate(&self, name: &str) -> Result<(), String> {
+        let prefix = format!("sinks.{name}");
+        match self {
+            SinkConfig::Stdout(c) => c.encoding.validate(&prefix),
+            SinkConfig::File(c) => {
+                if c.path.as_os_str().is_empty() {
+                    return Err(format!("{prefix}.path must not be empty"));
+                }
+                c.encoding.validate(&prefix)
+            }
+        }
+    }
+}

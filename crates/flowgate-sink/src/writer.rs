@@ -1,0 +1,132 @@
+//! Stdout and file sinks: encode each batch, write it, flush (and fsync), acknowledge.
+//!
+//! They run on a blocking thread of their own, so encoding uses another core than the
+//! transform. A failed write is retried with backoff until it succeeds or the pipeline is
+//! told to stop; the batch's checkpoint holds meanwhile.
+
+use crate::config::{FileSinkConfig, StdoutSinkConfig};
+use crate::encode::{Encoder, Framing};
+use flowgate_core::{metric_names as m, BatchStatus, Delivery};
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tracing::{error, warn};
+
+/// Where a writer sink puts its bytes.
+enum Target {
+    Stdout,
+    File { file: File, fsync: bool },
+}
+
+pub struct WriterSink {
+    name: String,
+    target: Target,
+    encoder: Encoder,
+}
+
+impl WriterSink {
+    pub fn stdout(name: &str, config: &StdoutSinkConfig) -> Self {
+        WriterSink {
+            name: name.to_owned(),
+            target: Target::Stdout,
+            encoder: config.encoding.encoder(Framing::Newline),
+        }
+    }
+
+    /// Opens the file for appending.
+    pub fn file(name: &str, config: &FileSinkConfig) -> std::io::Result<Self> {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&config.path)
+            .map_err(|e| {
+                std::io::Error::new(e.kind(), format!("{}: {e}", config.path.display()))
+            })?;
+        Ok(WriterSink {
+            name: name.to_owned(),
+            target: Target::File {
+                file,
+                fsync: config.fsync,
+            },
+            encoder: config.encoding.encoder(Framing::Newline),
+        })
+    }
+
+    /// Delivers batches until the channel closes. `abort` turning true makes a batch
+    /// stuck in retries give up (it is then reported failed, not delivered).
+    pub fn run(mut self, mut input: mpsc::Receiver<Delivery>, abort: watch::Receiver<bool>) {
+        let mut buf = Vec::new();
+        while let Some(delivery) = input.blocking_recv() {
+            buf.clear();
+            self.encoder.encode_batch(&delivery.batch, &mut buf);
+            let mut backoff = Duration::from_millis(100);
+            let mut attempt = 0u32;
+            loop {
+                match self.write(&buf) {
+                    Ok(()) => {
+                        let sink = self.name.clone();
+                        metrics::counter!(m::SINK_EVENTS_SENT_TOTAL, "sink" => sink.clone())
+                            .increment(delivery.batch.events.len() as u64);
+                        metrics::counter!(m::SINK_BYTES_SENT_TOTAL, "sink" => sink)
+                            .increment(buf.len() as u64);
+                        delivery.finalizer.update(BatchStatus::Delivered);
+                        break;
+                    }
+                    Err(e) => {
+                        attempt += 1;
+                        if *abort.borrow() {
+                            error!(sink = %self.name, error = %e, "giving up on a batch at shutdown; its checkpoint holds");
+                            drop(delivery);
+                            break;
+                        }
+                        // Log the first failure and then every tenth, not every retry.
+                        if attempt == 1 || attempt % 10 == 0 {
+                            warn!(sink = %self.name, error = %e, attempt, "write failed; retrying");
+                        }
+                        metrics::counter!(m::SINK_RETRIES_TOTAL, "sink" => self.name.clone())
+                            .increment(1);
+                        std::thread::sleep(backoff);
+                        backoff = (backoff * 2).min(Duration::from_secs(30));
+                    }
+                }
+            }
+        }
+        let _ = self.flush();
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match &mut self.target {
+            Target::Stdout => {
+                let mut out = std::io::stdout().lock();
+                out.write_all(bytes)?;
+                out.flush()
+            }
+            Target::File { file, fsync } => {
+                let before = file.metadata()?.len();
+                let result =
+                    file.write_all(bytes).and_then(
+                        |()| {
+                            if *fsync {
+                                file.sync_data()
+                            } else {
+                                Ok(())
+                            }
+                        },
+                    );
+                if result.is_err() {
+                    // Cut off a partial write so the retry does not duplicate half a batch.
+                    let _ = file.set_len(before);
+                }
+                result
+            }
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match &mut self.target {
+            Target::Stdout => std::io::stdout().flush(),
+            Target::File { file, .. } => file.sync_data(),
+        }
+    }
+}

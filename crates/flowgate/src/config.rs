@@ -1,0 +1,378 @@
+//! flowgate's configuration: a TOML file, overridden by `FLOWGATE_<TABLE>__<KEY>`
+//! environment variables, checked by pure `validate()` functions (no I/O).
+
+use flowgate_sink::SinkConfig;
+use flowgate_source::LocalSourceConfig;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// `[sources.NAME]`: where flow logs are read.
+    pub sources: BTreeMap<String, SourceConfig>,
+    /// `[sinks.NAME]`: where every event is delivered (each sink gets every event).
+    pub sinks: BTreeMap<String, SinkConfig>,
+    pub checkpoints: CheckpointsConfig,
+    pub pipeline: PipelineConfig,
+    pub log: LogConfig,
+}
+
+/// The file as written; each source and sink table is typed by its `type` key afterwards,
+/// so that an error can name its full path (`sinks.out.encoding.format`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    sources: BTreeMap<String, toml::Table>,
+    #[serde(default)]
+    sinks: BTreeMap<String, toml::Table>,
+    #[serde(default)]
+    checkpoints: CheckpointsConfig,
+    #[serde(default)]
+    pipeline: PipelineConfig,
+    #[serde(default)]
+    log: LogConfig,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceConfig {
+    Local(LocalSourceConfig),
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CheckpointsConfig {
+    /// The checkpoint store (one file; its directory must exist).
+    pub path: PathBuf,
+}
+
+impl Default for CheckpointsConfig {
+    fn default() -> Self {
+        CheckpointsConfig {
+            path: "flowgate-checkpoints.redb".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    /// Batches each channel holds; with the read chunk size this bounds memory.
+    pub channel_capacity: usize,
+    /// On SIGINT/SIGTERM, how long to wait for batches in flight to be delivered.
+    pub drain_timeout_secs: f64,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            channel_capacity: 4,
+            drain_timeout_secs: 30.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A `tracing` filter: `info`, `debug`, `flowgate_source=debug,info`, ...
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+const ENV_PREFIX: &str = "FLOWGATE_";
+
+impl Config {
+    /// Reads `path` and applies the environment's overrides. Errors name the file and,
+    /// for a wrong or unknown key, its full path (`sinks.out.encoding.format`).
+    pub fn load(path: &Path) -> Result<Config, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        Config::parse(&text, std::env::vars()).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Parses TOML text with `FLOWGATE_<TABLE>__<KEY>[__<KEY>...]` overrides from `env`.
+    pub fn parse(
+        text: &str,
+        env: impl Iterator<Item = (String, String)>,
+    ) -> Result<Config, String> {
+        let mut doc: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            // Only nested names are overrides, so FLOWGATE_VENV and the like are not.
+            if !rest.contains("__") {
+                continue;
+            }
+            let keys: Vec<String> = rest.split("__").map(str::to_lowercase).collect();
+            set_path(&mut doc, &keys, &value).map_err(|e| format!("{name}: {e}"))?;
+        }
+        let raw: RawConfig = typed("", doc)?;
+        let mut sources = BTreeMap::new();
+        for (name, mut table) in raw.sources {
+            let prefix = format!("sources.{name}");
+            let config = match take_type(&prefix, &mut table, "local")?.as_str() {
+                "local" => SourceConfig::Local(typed(&prefix, table)?),
+                other => {
+                    return Err(format!(
+                        "{prefix}.type: unknown source type {other:?} (local)"
+                    ))
+                }
+            };
+            sources.insert(name, config);
+        }
+        let mut sinks = BTreeMap::new();
+        for (name, mut table) in raw.sinks {
+            let prefix = format!("sinks.{name}");
+            let config = match take_type(&prefix, &mut table, "stdout, file")?.as_str() {
+                "stdout" => SinkConfig::Stdout(typed(&prefix, table)?),
+                "file" => SinkConfig::File(typed(&prefix, table)?),
+                other => {
+                    return Err(format!(
+                        "{prefix}.type: unknown sink type {other:?} (stdout, file)"
+                    ))
+                }
+            };
+            sinks.insert(name, config);
+        }
+        Ok(Config {
+            sources,
+            sinks,
+            checkpoints: raw.checkpoints,
+            pipeline: raw.pipeline,
+            log: raw.log,
+        })
+    }
+
+    /// Everything that can be checked without touching the network or the disk.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.sources.is_empty() {
+            return Err("sources: at least one source is required".into());
+        }
+        if self.sinks.is_empty() {
+            return Err("sinks: at least one sink is required".into());
+        }
+        for (name, source) in &self.sources {
+            check_name("sources", name)?;
+            match source {
+                SourceConfig::Local(c) => c.validate(&format!("sources.{name}"))?,
+            }
+        }
+        for (name, sink) in &self.sinks {
+            check_name("sinks", name)?;
+            sink.validate(name)?;
+        }
+        if self.checkpoints.path.as_os_str().is_empty() {
+            return Err("checkpoints.path must not be empty".into());
+        }
+        if !(1..=1024).contains(&self.pipeline.channel_capacity) {
+            return Err("pipeline.channel_capacity must be between 1 and 1024".into());
+        }
+        if !(self.pipeline.drain_timeout_secs >= 0.0 && self.pipeline.drain_timeout_secs <= 3600.0)
+        {
+            return Err("pipeline.drain_timeout_secs must be between 0 and 3600".into());
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log.level)
+            .map_err(|e| format!("log.level: {e}"))?;
+        Ok(())
+    }
+}
+
+/// Deserializes `table`; an error names its path below `prefix`.
+fn typed<T: serde::de::DeserializeOwned>(prefix: &str, table: toml::Table) -> Result<T, String> {
+    serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+        let path = e.path().to_string();
+        let message = e.into_inner().to_string();
+        // toml appends "in `table`" on a second line: the path already says it.
+        let message = message.lines().next().unwrap_or_default().to_owned();
+        match (prefix.is_empty(), path == ".") {
+            (true, true) => message,
+            (true, false) => format!("{path}: {message}"),
+            (false, true) => format!("{prefix}: {message}"),
+            (false, false) => format!("{prefix}.{path}: {message}"),
+        }
+    })
+}
+
+/// Removes and returns the table's `type`.
+fn take_type(prefix: &str, table: &mut toml::Table, known: &str) -> Result<String, String> {
+    match table.remove("type") {
+        Some(toml::Value::String(t)) => Ok(t),
+        Some(_) => Err(format!("{prefix}.type must be a string ({known})")),
+        None => Err(format!("{prefix}.type is missing ({known})")),
+    }
+}
+
+/// Names become checkpoint keys and metric labels: keep them plain.
+fn check_name(table: &str, name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{table}.{name}: names are 1 to 64 letters, digits, '_' or '-'"
+        ))
+    }
+}
+
+/// Sets `keys` in `doc` to `raw`: as a string where the file has a string there,
+/// otherwise as a TOML literal if it is one (`5`, `true`, `["a"]`), else as a string.
+fn set_path(doc: &mut toml::Table, keys: &[String], raw: &str) -> Result<(), String> {
+    let (last, parents) = keys.split_last().expect("split of a non-empty name");
+    let mut table = doc;
+    for key in parents {
+        let entry = table
+            .entry(key.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        table = entry
+            .as_table_mut()
+            .ok_or_else(|| format!("{key} is not a table"))?;
+    }
+    let value = match table.get(last) {
+        Some(toml::Value::String(_)) => toml::Value::String(raw.to_owned()),
+        _ => toml::from_str::<toml::Table>(&format!("v = {raw}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(raw.to_owned())),
+    };
+    table.insert(last.clone(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+[sources.sample]
+type = "local"
+path = "configs/sample-logs"
+
+[sinks.out]
+type = "stdout"
+"#;
+
+    fn parse(text: &str, env: &[(&str, &str)]) -> Result<Config, String> {
+        Config::parse(
+            text,
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+    }
+
+    #[test]
+    fn minimal_config_and_defaults() {
+        let c = parse(BASE, &[]).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.pipeline.channel_capacity, 4);
+        let SourceConfig::Local(l) = &c.sources["sample"];
+        assert_eq!(l.poll_interval_secs, 5.0);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let e = parse(
+            &format!("{BASE}\n[sinks.out.encoding]\nformt = \"cef\"\n"),
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            "sinks.out.encoding.formt: unknown field `formt`, expected `format` or `syslog`"
+        );
+        let e = parse(&format!("{BASE}\n[pipeline]\nchanel_capacity = 3\n"), &[]).unwrap_err();
+        assert_eq!(
+            e,
+            "pipeline.chanel_capacity: unknown field `chanel_capacity`, expected `channel_capacity` or `drain_timeout_secs`"
+        );
+        let e = parse(&BASE.replace("path = ", "pth = "), &[]).unwrap_err();
+        assert!(
+            e.starts_with("sources.sample.pth: unknown field `pth`"),
+            "{e}"
+        );
+        let e = parse(&BASE.replace("\"stdout\"", "\"stdot\""), &[]).unwrap_err();
+        assert_eq!(
+            e,
+            "sinks.out.type: unknown sink type \"stdot\" (stdout, file)"
+        );
+        let e = parse(
+            &format!("{BASE}\n[sinks.out.encoding]\nformat = \"xml\"\n"),
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            e.starts_with("sinks.out.encoding.format: unknown variant `xml`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn validate_names_the_key() {
+        let c = parse(&format!("{BASE}\n[pipeline]\nchannel_capacity = 0\n"), &[]).unwrap();
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .starts_with("pipeline.channel_capacity"));
+        let c = parse(
+            &format!(
+                "{BASE}\n[sinks.out.encoding.syslog]\nkind = \"rfc5424\"\nfacility = \"local9\"\n"
+            ),
+            &[],
+        )
+        .unwrap();
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .starts_with("sinks.out.encoding.syslog.facility"));
+        let c = parse(&BASE.replace("sources.sample", "sources.\"a b\""), &[]).unwrap();
+        assert!(c.validate().unwrap_err().starts_with("sources.a b"));
+    }
+
+    #[test]
+    fn environment_overrides() {
+        let c = parse(
+            BASE,
+            &[
+                ("FLOWGATE_PIPELINE__CHANNEL_CAPACITY", "9"),
+                ("FLOWGATE_SOURCES__SAMPLE__PATH", "/data/flows"),
+                ("FLOWGATE_SINKS__OUT__ENCODING__FORMAT", "json"),
+                ("FLOWGATE_VENV", "/not/an/override"),
+                ("OTHER__THING", "x"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.pipeline.channel_capacity, 9);
+        let SourceConfig::Local(l) = &c.sources["sample"];
+        assert_eq!(l.path, PathBuf::from("/data/flows"));
+        let SinkConfig::Stdout(s) = &c.sinks["out"] else {
+            panic!()
+        };
+        assert_eq!(s.encoding.format, flowgate_sink::encode::Format::Json);
+        let e = parse(BASE, &[("FLOWGATE_PIPELINE__BOGUS", "1")]).unwrap_err();
+        assert!(
+            e.starts_with("pipeline.bogus: unknown field `bogus`"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,133 @@
+//! Wires sources, the transform and the sinks together with bounded channels.
+//!
+//! ```text
+//! source ─┐  RecordBatch            Delivery (Arc<EventBatch> + Finalizer)
+//! source ─┼─────────────► transform ──────────────┬──► sink
+//!         │  (bounded)               (bounded)    └──► sink
+//!         └◄──────────── Ack (unbounded: at most one per batch in flight) ◄──
+//! ```
+//! When a sink is slow its channel fills, the transform blocks, the record channel
+//! fills and the sources stop reading: memory stays at a few batches per channel.
+
+use crate::config::{Config, SourceConfig};
+use anyhow::{Context, Result};
+use flowgate_core::{BatchStatus, Delivery, RecordBatch};
+use flowgate_sink::{SinkConfig, WriterSink};
+use flowgate_source::{CheckpointStore, LocalSource};
+use flowgate_transform::Flattener;
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
+
+/// Problems are logged once per file and reason, not once per occurrence.
+const MAX_REMEMBERED_PROBLEMS: usize = 10_000;
+
+/// Runs until `shutdown` turns true, then drains: sources stop reading, batches in flight
+/// are delivered (up to the drain timeout) and the final checkpoints are stored.
+/// `abort` turning true makes sinks give up on batches they are still retrying.
+pub async fn run(
+    config: Config,
+    shutdown: watch::Receiver<bool>,
+    abort: watch::Receiver<bool>,
+) -> Result<()> {
+    let store = CheckpointStore::open(&config.checkpoints.path)?;
+    let capacity = config.pipeline.channel_capacity;
+    let drain = Duration::from_secs_f64(config.pipeline.drain_timeout_secs);
+
+    let mut sink_inputs = Vec::new();
+    let mut sink_tasks = Vec::new();
+    for (name, sink) in &config.sinks {
+        let writer = match sink {
+            SinkConfig::Stdout(c) => WriterSink::stdout(name, c),
+            SinkConfig::File(c) => {
+                WriterSink::file(name, c).with_context(|| format!("sinks.{name}"))?
+            }
+        };
+        let (tx, rx) = mpsc::channel::<Delivery>(capacity);
+        let abort = abort.clone();
+        sink_inputs.push(tx);
+        sink_tasks.push(tokio::task::spawn_blocking(move || writer.run(rx, abort)));
+    }
+
+    let (record_tx, record_rx) = mpsc::channel::<RecordBatch>(capacity);
+    let transform = tokio::task::spawn_blocking(move || transform(record_rx, sink_inputs));
+
+    let mut sources = Vec::new();
+    for (name, source) in &config.sources {
+        let SourceConfig::Local(c) = source;
+        let source = LocalSource::new(name, c.clone(), store.clone());
+        sources.push(tokio::spawn(source.run(
+            record_tx.clone(),
+            shutdown.clone(),
+            drain,
+        )));
+    }
+    drop(record_tx);
+    info!(
+        sources = sources.len(),
+        sinks = sink_tasks.len(),
+        "pipeline running"
+    );
+
+    let mut result = Ok(());
+    for task in sources {
+        match task.await {
+            Ok(Ok(summary)) if summary.abandoned > 0 => {
+                warn!(
+                    batches = summary.abandoned,
+                    "stopping with undelivered batches"
+                )
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => result = Err(anyhow::Error::from(e)),
+            Err(e) => result = Err(anyhow::anyhow!("source task failed: {e}")),
+        }
+    }
+    transform.await.context("transform task failed")?;
+    for task in sink_tasks {
+        task.await.context("sink task failed")?;
+    }
+    result
+}
+
+/// Flattens each record batch and hands the events to every sink.
+fn transform(mut input: mpsc::Receiver<RecordBatch>, sinks: Vec<mpsc::Sender<Delivery>>) {
+    let mut flattener = Flattener::new();
+    let mut reported: HashSet<(Arc<str>, &'static str)> = HashSet::new();
+    while let Some(batch) = input.blocking_recv() {
+        let origin = batch.origin.clone();
+        let (events, finalizer) = flattener.flatten_batch(batch, |offset, problem| {
+            if reported.len() >= MAX_REMEMBERED_PROBLEMS {
+                reported.clear();
+            }
+            if reported.insert((origin.path.clone(), problem.kind.reason())) {
+                warn!(source = %origin.source, file = %origin.path, offset, "{problem} (further problems of this kind in this file are only counted)");
+            }
+        });
+        if events.events.is_empty() {
+            // Nothing to deliver: the records are done with.
+            finalizer.update(BatchStatus::Delivered);
+            continue;
+        }
+        let batch = Arc::new(events);
+        // Every sink gets a clone of the finalizer; the last sink takes the original.
+        let mut finalizer = Some(finalizer);
+        for (i, sink) in sinks.iter().enumerate() {
+            let handle = if i + 1 == sinks.len() {
+                finalizer.take().expect("original finalizer")
+            } else {
+                finalizer.as_ref().expect("original finalizer").clone()
+            };
+            let delivery = Delivery {
+                batch: batch.clone(),
+                finalizer: handle,
+            };
+            if sink.blocking_send(delivery).is_err() {
+                // The sink is gone; the dropped finalizer reports the batch failed.
+                warn!("a sink stopped early; its batches will be read again on restart");
+            }
+        }
+    }
+}
