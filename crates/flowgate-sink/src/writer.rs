@@ -81,7 +81,7 @@ impl WriterSink {
                             break;
                         }
                         // Log the first failure and then every tenth, not every retry.
-                        if attempt == 1 || attempt % 10 == 0 {
+                        if attempt == 1 || attempt.is_multiple_of(10) {
                             warn!(sink = %self.name, error = %e, attempt, "write failed; retrying");
                         }
                         metrics::counter!(m::SINK_RETRIES_TOTAL, "sink" => self.name.clone())

@@ -23,9 +23,9 @@ pub enum CheckpointError {
 pub struct Checkpoint {
     /// Bytes delivered: the next read starts here.
     pub offset: u64,
-    /// What identifies this incarnation of the object (inode for files, creation time or
-    /// ETag for blobs): when it changes, the object was replaced and reading restarts at 0.
-    pub fingerprint: String,
+    /// [`crate::anchor::Anchor`] of the bytes just before `offset`: if they differ when
+    /// resuming, the object was rewritten and reading restarts at 0.
+    pub anchor: String,
     /// Unix seconds of the last update.
     pub updated: u64,
 }
@@ -128,7 +128,7 @@ mod tests {
         let path = dir.path().join("cp.redb");
         let a = Checkpoint {
             offset: 10,
-            fingerprint: "1".into(),
+            anchor: "1:00".into(),
             updated: 5,
         };
         {

@@ -1,5 +1,6 @@
 //! flowgate sources: where flow log bytes come from, and where their checkpoints live.
 
+pub mod anchor;
 pub mod checkpoint;
 pub mod extract;
 pub mod local;

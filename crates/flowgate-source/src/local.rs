@@ -7,6 +7,7 @@
 //! complete records and sends them on. Per file, a [`RangeTracker`] turns acknowledgements
 //! into a checkpoint that only covers delivered bytes.
 
+use crate::anchor::Anchor;
 use crate::checkpoint::{Checkpoint, CheckpointStore};
 use crate::extract::{extract, BraceScanner};
 use crate::tracker::{AckEffect, RangeTracker};
@@ -14,7 +15,7 @@ use bytes::Bytes;
 use flowgate_core::{metric_names as m, Ack, Finalizer, Origin, RecordBatch};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -87,12 +88,30 @@ struct FileState {
     key: String,
     path: PathBuf,
     origin: Arc<Origin>,
-    inode: u64,
     /// Next byte to read: just after the last record sent (or skipped).
     read_pos: u64,
+    /// The bytes just before `read_pos`, checked on every read.
+    read_anchor: Anchor,
     tracker: RangeTracker,
     /// The checkpoint last written to the store.
-    stored: u64,
+    stored: Option<u64>,
+}
+
+impl FileState {
+    /// Starts over at 0 (the file was rewritten or truncated).
+    fn restart(&mut self, reason: &'static str) {
+        metrics::counter!(m::SOURCE_RESETS_TOTAL, "reason" => reason).increment(1);
+        self.read_pos = 0;
+        self.read_anchor = Anchor::START;
+        self.tracker.reset();
+    }
+
+    /// Moves the read position past bytes that need no delivery.
+    fn skip_to(&mut self, end: u64, anchor: Anchor) {
+        self.tracker.push_skip(end, anchor);
+        self.read_pos = end;
+        self.read_anchor = anchor;
+    }
 }
 
 pub struct LocalSource {
@@ -142,14 +161,20 @@ impl LocalSource {
         let mut poll =
             tokio::time::interval(Duration::from_secs_f64(self.config.poll_interval_secs));
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut flush = tokio::time::interval(Duration::from_secs(1));
         info!(source = %self.name, path = %self.config.path.display(), "local source started");
         while !*shutdown.borrow() {
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => break,
-                Some(ack) = self.ack_rx.recv() => self.on_ack(ack),
-                _ = flush.tick() => self.store_checkpoints().await?,
+                Some(ack) = self.ack_rx.recv() => {
+                    self.on_ack(ack);
+                    // Take every ack already waiting, then store them in one commit: a
+                    // crash replays at most the batches that were not yet acknowledged.
+                    while let Ok(ack) = self.ack_rx.try_recv() {
+                        self.on_ack(ack);
+                    }
+                    self.store_checkpoints().await?;
+                }
                 _ = poll.tick() => self.poll(&out, &mut shutdown).await,
             }
         }
@@ -170,6 +195,38 @@ impl LocalSource {
         Ok(RunSummary { abandoned })
     }
 
+    /// Sends a batch, handling acknowledgements while the channel is full (so that
+    /// checkpoints keep moving during a long backlog). False if the pipeline is stopping.
+    async fn send(
+        &mut self,
+        out: &mpsc::Sender<RecordBatch>,
+        batch: RecordBatch,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> bool {
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => return false,
+                permit = out.reserve() => match permit {
+                    Ok(permit) => {
+                        permit.send(batch);
+                        return true;
+                    }
+                    Err(_) => return false,
+                },
+                Some(ack) = self.ack_rx.recv() => {
+                    self.on_ack(ack);
+                    while let Ok(ack) = self.ack_rx.try_recv() {
+                        self.on_ack(ack);
+                    }
+                    if let Err(e) = self.store_checkpoints().await {
+                        warn!(source = %self.name, error = %e, "cannot store checkpoints; will retry");
+                    }
+                }
+            }
+        }
+    }
+
     fn on_ack(&mut self, ack: Ack) {
         metrics::counter!(m::BATCHES_ACKNOWLEDGED_TOTAL, "status" => status_label(ack.status))
             .increment(1);
@@ -183,6 +240,7 @@ impl LocalSource {
             AckEffect::Failed => {
                 warn!(source = %self.name, file = %file.origin.path, offset = file.tracker.committed(), "delivery failed; reading again from the checkpoint");
                 file.read_pos = file.tracker.committed();
+                file.read_anchor = file.tracker.committed_anchor();
                 let abandoned: Vec<u64> = self
                     .in_flight
                     .iter()
@@ -203,13 +261,13 @@ impl LocalSource {
         let changed: Vec<(String, Checkpoint)> = self
             .files
             .values()
-            .filter(|f| f.tracker.committed() != f.stored)
+            .filter(|f| Some(f.tracker.committed()) != f.stored)
             .map(|f| {
                 (
                     f.key.clone(),
                     Checkpoint {
                         offset: f.tracker.committed(),
-                        fingerprint: f.inode.to_string(),
+                        anchor: f.tracker.committed_anchor().to_string(),
                         updated: now,
                     },
                 )
@@ -229,7 +287,7 @@ impl LocalSource {
         .expect("checkpoint writer panicked")?;
         for (key, cp) in changed {
             if let Some(f) = self.files.values_mut().find(|f| f.key == key) {
-                f.stored = cp.offset;
+                f.stored = Some(cp.offset);
             }
         }
         Ok(())
@@ -253,7 +311,7 @@ impl LocalSource {
             }
         };
         let first_scan = std::mem::take(&mut self.first_scan);
-        let present: HashSet<&PathBuf> = found.iter().map(|(p, _, _)| p).collect();
+        let present: HashSet<&PathBuf> = found.iter().map(|(p, _)| p).collect();
         let gone: Vec<PathBuf> = self
             .files
             .keys()
@@ -267,36 +325,26 @@ impl LocalSource {
                 self.files.remove(&path);
             }
         }
-        for (path, inode, len) in found {
+        for (path, len) in found {
             if *shutdown.borrow() {
                 return;
             }
             if !self.files.contains_key(&path) {
-                let state = self.discover(&path, inode, len, first_scan).await;
+                let state = self.discover(&path, len, first_scan).await;
                 self.files.insert(path.clone(), state);
             }
             let file = self.files.get_mut(&path).expect("just inserted");
-            if file.inode != inode {
-                warn!(source = %self.name, file = %file.origin.path, "file replaced (new inode); reading it from the start");
-                metrics::counter!(m::SOURCE_RESETS_TOTAL, "reason" => "replaced").increment(1);
-                file.inode = inode;
-                file.read_pos = 0;
-                file.tracker.reset(0);
-                file.stored = u64::MAX;
-            } else if len < file.read_pos {
+            if len < file.read_pos {
                 warn!(source = %self.name, file = %file.origin.path, size = len, offset = file.read_pos, "file shrank; reading it from the start");
-                metrics::counter!(m::SOURCE_RESETS_TOTAL, "reason" => "truncated").increment(1);
-                file.read_pos = 0;
-                file.tracker.reset(0);
-                file.stored = u64::MAX;
+                file.restart("truncated");
             }
-            if len > self.files[&path].read_pos {
+            if len > file.read_pos {
                 self.read_new(&path, len, out, shutdown).await;
             }
         }
     }
 
-    async fn discover(&mut self, path: &Path, inode: u64, len: u64, first_scan: bool) -> FileState {
+    async fn discover(&mut self, path: &Path, len: u64, first_scan: bool) -> FileState {
         let rel = path
             .strip_prefix(&self.config.path)
             .unwrap_or(path)
@@ -304,17 +352,26 @@ impl LocalSource {
             .to_string();
         let key = format!("{}/{}", self.name, rel);
         metrics::counter!(m::SOURCE_FILES_DISCOVERED_TOTAL).increment(1);
-        let checkpoint = self.store.get(&key).ok().flatten();
-        let start = match checkpoint {
-            Some(cp) if cp.fingerprint == inode.to_string() && cp.offset <= len => cp.offset,
-            _ if first_scan && self.config.start_at == StartAt::End => {
+        let resume = match self.store.get(&key).ok().flatten() {
+            Some(cp) => match Anchor::parse(&cp.anchor) {
+                Some(anchor) if cp.offset <= len && anchor_holds(path, cp.offset, anchor).await => {
+                    Some((cp.offset, anchor))
+                }
+                _ => {
+                    warn!(source = %self.name, file = %rel, offset = cp.offset, "file rewritten since its checkpoint; reading it from the start");
+                    metrics::counter!(m::SOURCE_RESETS_TOTAL, "reason" => "rewritten").increment(1);
+                    None
+                }
+            },
+            None if first_scan && self.config.start_at == StartAt::End => {
                 let p = path.to_owned();
                 tokio::task::spawn_blocking(move || end_of_records(&p))
                     .await
-                    .unwrap_or(0)
+                    .ok()
             }
-            _ => 0,
+            None => None,
         };
+        let (start, anchor) = resume.unwrap_or((0, Anchor::START));
         debug!(source = %self.name, file = %rel, offset = start, "following file");
         FileState {
             key,
@@ -323,10 +380,10 @@ impl LocalSource {
                 source: self.name.clone(),
                 path: rel.into(),
             }),
-            inode,
             read_pos: start,
-            tracker: RangeTracker::new(start),
-            stored: start,
+            read_anchor: anchor,
+            tracker: RangeTracker::new(start, anchor),
+            stored: resume.map(|(offset, _)| offset),
         }
     }
 
@@ -348,13 +405,23 @@ impl LocalSource {
                 return;
             }
             let n = (available as usize).min(want);
-            let data = match read_at(&file.path, pos, n).await {
+            // Read the anchor's bytes too, to notice a rewrite before trusting the offset.
+            let anchor = file.read_anchor;
+            let back = anchor.len as usize;
+            let mut data = match read_at(&file.path, pos - back as u64, back + n).await {
                 Ok(d) => d,
                 Err(e) => {
                     warn!(source = %self.name, file = %file.origin.path, offset = pos, error = %e, "read failed; will retry");
                     return;
                 }
             };
+            if data.len() < back || !anchor.matches(&data[..back]) {
+                warn!(source = %self.name, file = %file.origin.path, offset = pos, "file rewritten under us; reading it from the start");
+                file.restart("rewritten");
+                want = chunk;
+                continue;
+            }
+            data.drain(..back);
             metrics::counter!(m::SOURCE_BYTES_READ_TOTAL).increment(data.len() as u64);
             let ex = extract(&data, pos == 0);
             for e in &ex.errors {
@@ -363,11 +430,13 @@ impl LocalSource {
                     .increment(1);
             }
             let end = pos + ex.consumed as u64;
+            let end_anchor = Anchor::of(&data[..ex.consumed]);
             if !ex.records.is_empty() {
                 let batch_id = self.next_batch;
                 self.next_batch += 1;
-                file.tracker.push_batch(batch_id, end);
+                file.tracker.push_batch(batch_id, end, end_anchor);
                 file.read_pos = end;
+                file.read_anchor = end_anchor;
                 self.in_flight.insert(batch_id, path.clone());
                 let batch = RecordBatch {
                     origin: file.origin.clone(),
@@ -376,13 +445,11 @@ impl LocalSource {
                     records: ex.records,
                     finalizer: Finalizer::new(batch_id, self.ack_tx.clone()),
                 };
-                tokio::select! {
-                    sent = out.send(batch) => if sent.is_err() { return },
-                    _ = shutdown.changed() => return,
+                if !self.send(out, batch, shutdown).await {
+                    return;
                 }
             } else if ex.consumed > 0 {
-                file.tracker.push_skip(end);
-                file.read_pos = end;
+                file.skip_to(end, end_anchor);
             }
             let file = self.files.get_mut(path).expect("known file");
             if ex.complete {
@@ -394,11 +461,10 @@ impl LocalSource {
                     if want >= self.config.max_record_bytes {
                         let rec_start = pos + start as u64;
                         match skip_record(&file.path, rec_start, len).await {
-                            Some(rec_end) => {
+                            Some((rec_end, rec_anchor)) => {
                                 warn!(source = %self.name, file = %file.origin.path, offset = rec_start, bytes = rec_end - rec_start, limit = self.config.max_record_bytes, "record larger than max_record_bytes skipped");
                                 metrics::counter!(m::SOURCE_EXTRACT_ERRORS_TOTAL, "reason" => "record_too_large").increment(1);
-                                file.tracker.push_skip(rec_end);
-                                file.read_pos = rec_end;
+                                file.skip_to(rec_end, rec_anchor);
                                 want = chunk;
                             }
                             None => return, // not complete yet
@@ -449,8 +515,9 @@ async fn read_at(path: &Path, offset: u64, len: usize) -> std::io::Result<Vec<u8
     .map_err(std::io::Error::other)?
 }
 
-/// Streams over an oversized record starting at `start`; returns the offset just after it.
-async fn skip_record(path: &Path, start: u64, len: u64) -> Option<u64> {
+/// Streams over an oversized record starting at `start`; returns the offset just after
+/// it and that offset's anchor.
+async fn skip_record(path: &Path, start: u64, len: u64) -> Option<(u64, Anchor)> {
     let path = path.to_owned();
     tokio::task::spawn_blocking(move || {
         let file = std::fs::File::open(&path).ok()?;
@@ -463,7 +530,13 @@ async fn skip_record(path: &Path, start: u64, len: u64) -> Option<u64> {
                 return None;
             }
             if let Some(end) = scanner.scan(&buf[..n]) {
-                return Some(pos + end as u64);
+                let end_abs = pos + end as u64;
+                let from = end_abs
+                    .saturating_sub(crate::anchor::ANCHOR_BYTES as u64)
+                    .max(start);
+                let mut tail = vec![0u8; (end_abs - from) as usize];
+                file.read_exact_at(&mut tail, from).ok()?;
+                return Some((end_abs, Anchor::of(&tail)));
             }
             pos += n as u64;
         }
@@ -474,17 +547,27 @@ async fn skip_record(path: &Path, start: u64, len: u64) -> Option<u64> {
     .flatten()
 }
 
-/// The offset just after the last complete record of a file (for `start_at = "end"`).
-fn end_of_records(path: &Path) -> u64 {
-    let Ok(data) = std::fs::read(path) else {
-        return 0;
-    };
-    extract(&data, true).consumed as u64
+/// True if the `anchor.len` bytes before `offset` still hash to the anchor.
+async fn anchor_holds(path: &Path, offset: u64, anchor: Anchor) -> bool {
+    let back = anchor.len as u64;
+    match read_at(path, offset - back.min(offset), back as usize).await {
+        Ok(bytes) => anchor.matches(&bytes),
+        Err(_) => false,
+    }
 }
 
-/// Every `*.json` file under `root`, sorted by path (hourly paths sort by time), with its
-/// inode and length.
-fn list_json_files(root: &Path) -> std::io::Result<Vec<(PathBuf, u64, u64)>> {
+/// The offset just after the last complete record of a file, and its anchor
+/// (for `start_at = "end"`).
+fn end_of_records(path: &Path) -> (u64, Anchor) {
+    let Ok(data) = std::fs::read(path) else {
+        return (0, Anchor::START);
+    };
+    let consumed = extract(&data, true).consumed;
+    (consumed as u64, Anchor::of(&data[..consumed]))
+}
+
+/// Every `*.json` file under `root` with its length, sorted by path (hourly paths sort by time).
+fn list_json_files(root: &Path) -> std::io::Result<Vec<(PathBuf, u64)>> {
     let mut out = Vec::new();
     let mut dirs = vec![root.to_owned()];
     while let Some(dir) = dirs.pop() {
@@ -501,7 +584,7 @@ fn list_json_files(root: &Path) -> std::io::Result<Vec<(PathBuf, u64, u64)>> {
             {
                 // The file may vanish between listing and stat (retention): skip it.
                 if let Ok(meta) = entry.metadata() {
-                    out.push((path, meta.ino(), meta.len()));
+                    out.push((path, meta.len()));
                 }
             }
         }

@@ -4,6 +4,7 @@
 //! only moves over a contiguous run of delivered ranges from its current position: an
 //! acknowledged later range never skips an unacknowledged earlier one.
 
+use crate::anchor::Anchor;
 use flowgate_core::BatchStatus;
 use std::collections::VecDeque;
 
@@ -12,12 +13,14 @@ struct Range {
     /// `None` for bytes skipped without a batch (the head, garbage): done at once.
     batch_id: Option<u64>,
     end: u64,
+    anchor: Anchor,
     status: Option<BatchStatus>,
 }
 
 #[derive(Debug)]
 pub(crate) struct RangeTracker {
     committed: u64,
+    committed_anchor: Anchor,
     pending: VecDeque<Range>,
 }
 
@@ -35,9 +38,10 @@ pub(crate) enum AckEffect {
 }
 
 impl RangeTracker {
-    pub fn new(committed: u64) -> Self {
+    pub fn new(committed: u64, anchor: Anchor) -> Self {
         RangeTracker {
             committed,
+            committed_anchor: anchor,
             pending: VecDeque::new(),
         }
     }
@@ -46,23 +50,30 @@ impl RangeTracker {
         self.committed
     }
 
+    /// The anchor of the committed offset, for the checkpoint.
+    pub fn committed_anchor(&self) -> Anchor {
+        self.committed_anchor
+    }
+
     pub fn is_idle(&self) -> bool {
         self.pending.is_empty()
     }
 
-    pub fn push_batch(&mut self, batch_id: u64, end: u64) {
+    pub fn push_batch(&mut self, batch_id: u64, end: u64, anchor: Anchor) {
         self.pending.push_back(Range {
             batch_id: Some(batch_id),
             end,
+            anchor,
             status: None,
         });
     }
 
     /// Bytes up to `end` need no delivery; they count as delivered once reached.
-    pub fn push_skip(&mut self, end: u64) {
+    pub fn push_skip(&mut self, end: u64, anchor: Anchor) {
         self.pending.push_back(Range {
             batch_id: None,
             end,
+            anchor,
             status: Some(BatchStatus::Delivered),
         });
         self.advance();
@@ -97,14 +108,16 @@ impl RangeTracker {
                 break;
             }
             self.committed = front.end;
+            self.committed_anchor = front.anchor;
             self.pending.pop_front();
         }
     }
 
-    /// Start over at `offset` (object replaced or truncated); acks in flight become unknown.
-    pub fn reset(&mut self, offset: u64) {
+    /// Start over at the beginning (object rewritten); acks in flight become unknown.
+    pub fn reset(&mut self) {
         self.pending.clear();
-        self.committed = offset;
+        self.committed = 0;
+        self.committed_anchor = Anchor::START;
     }
 }
 
@@ -115,12 +128,13 @@ mod tests {
 
     #[test]
     fn later_ack_never_skips_an_earlier_range() {
-        let mut t = RangeTracker::new(0);
-        t.push_skip(12);
+        let mut t = RangeTracker::new(0, Anchor::START);
+        t.push_skip(12, Anchor::of(b"{\"records\":["));
+        assert_eq!(t.committed_anchor().len, 12);
         assert_eq!(t.committed(), 12);
-        t.push_batch(1, 100);
-        t.push_batch(2, 200);
-        t.push_batch(3, 300);
+        t.push_batch(1, 100, Anchor::START);
+        t.push_batch(2, 200, Anchor::START);
+        t.push_batch(3, 300, Anchor::START);
         assert_eq!(t.ack(2, Delivered), AckEffect::Waiting);
         assert_eq!(t.ack(3, Delivered), AckEffect::Waiting);
         assert_eq!(t.committed(), 12);
@@ -131,9 +145,9 @@ mod tests {
 
     #[test]
     fn failure_holds_the_checkpoint_and_drops_what_is_in_flight() {
-        let mut t = RangeTracker::new(50);
-        t.push_batch(1, 100);
-        t.push_batch(2, 200);
+        let mut t = RangeTracker::new(50, Anchor::START);
+        t.push_batch(1, 100, Anchor::START);
+        t.push_batch(2, 200, Anchor::START);
         assert_eq!(t.ack(1, Delivered), AckEffect::Advanced(100));
         assert_eq!(t.ack(2, Failed), AckEffect::Failed);
         assert_eq!(t.committed(), 100);
@@ -143,8 +157,8 @@ mod tests {
 
     #[test]
     fn dropped_counts_as_final() {
-        let mut t = RangeTracker::new(0);
-        t.push_batch(9, 10);
+        let mut t = RangeTracker::new(0, Anchor::START);
+        t.push_batch(9, 10, Anchor::START);
         assert_eq!(t.ack(9, Dropped), AckEffect::Advanced(10));
     }
 }

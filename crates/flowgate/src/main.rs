@@ -7,7 +7,7 @@ use flowgate::convert;
 use flowgate_sink::encode::{Encoder, Format, Framing, SyslogConfig, SyslogKind};
 use flowgate_source::CheckpointStore;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use tokio::sync::watch;
 
@@ -90,7 +90,7 @@ fn main() -> ExitCode {
 }
 
 /// Loads and validates; the message names the file and the offending key.
-fn load(path: &PathBuf) -> Result<Config> {
+fn load(path: &Path) -> Result<Config> {
     let config = Config::load(path).map_err(anyhow::Error::msg)?;
     config
         .validate()
@@ -98,7 +98,7 @@ fn load(path: &PathBuf) -> Result<Config> {
     Ok(config)
 }
 
-fn validate(path: &PathBuf) -> Result<ExitCode> {
+fn validate(path: &Path) -> Result<ExitCode> {
     let config = load(path)?;
     println!(
         "{}: valid ({} source{}, {} sink{})",
@@ -125,7 +125,7 @@ fn init_logging(config: &Config) {
     }
 }
 
-fn run(path: &PathBuf) -> Result<ExitCode> {
+fn run(path: &Path) -> Result<ExitCode> {
     let config = load(path)?;
     init_logging(&config);
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -151,20 +151,20 @@ fn run(path: &PathBuf) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn list_checkpoints(path: &PathBuf) -> Result<ExitCode> {
+fn list_checkpoints(path: &Path) -> Result<ExitCode> {
     let config = load(path)?;
     let store = CheckpointStore::open(&config.checkpoints.path)?;
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
         "{:<12} {:<12} {:<20} key",
-        "offset", "updated", "fingerprint"
+        "offset", "updated", "anchor"
     )?;
     for (key, cp) in store.list("")? {
         writeln!(
             out,
             "{:<12} {:<12} {:<20} {key}",
-            cp.offset, cp.updated, cp.fingerprint
+            cp.offset, cp.updated, cp.anchor
         )?;
     }
     Ok(ExitCode::SUCCESS)

@@ -1,0 +1,111 @@
+//! The command line: convert's error reporting, stdin, BOM; validate's messages.
+
+use crate::support::{fixture, flowgate, repo};
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn convert_reports_file_and_offset_and_keeps_good_tuples() {
+    let bad = fixture("bad.PT1H.json");
+    let out = flowgate(&["convert", bad.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("bad.PT1H.json: byte 13: tuple #1 skipped (field_count)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("record skipped (unknown_version): NSG properties.Version 3"),
+        "{err}"
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 3);
+}
+
+#[test]
+fn convert_truncated_input_names_the_offset() {
+    let doc = std::fs::read(fixture("nsg-v2.PT1H.json")).unwrap();
+    let cut = &doc[..doc.len() - 40];
+    let out = flowgate(&["convert", "-"], Some(cut));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("<stdin>: byte 12: truncated"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(out.stdout.is_empty(), "an unfinished record yields nothing");
+}
+
+#[test]
+fn convert_accepts_a_bom_and_stdin() {
+    let mut doc = b"\xEF\xBB\xBF".to_vec();
+    doc.extend(std::fs::read(fixture("nsg-v2.PT1H.json")).unwrap());
+    let out = flowgate(&["convert", "--format", "json", "-"], Some(&doc));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 7);
+}
+
+#[test]
+fn convert_not_utf8_is_an_error_not_a_panic() {
+    let doc =
+        b"{\"records\":[{\"time\":\"\xff\xfe\",\"properties\":{\"Version\":1,\"flows\":[]}}]}";
+    let out = flowgate(&["convert", "-"], Some(doc));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("byte 12: record skipped (invalid_json)"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn convert_garbage_is_reported() {
+    let out = flowgate(&["convert", "-"], Some(b"hello world"));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("byte 0: document does not start with"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn validate_accepts_the_shipped_configs() {
+    for config in ["configs/flowgate.toml", "configs/file-sink.example.toml"] {
+        let out = flowgate(&["validate", "--config", config], None);
+        assert!(out.status.success(), "{config}: {}", stderr(&out));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("valid (1 source, 1 sink)"));
+    }
+}
+
+#[test]
+fn validate_names_the_offending_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bad.toml");
+    let base = std::fs::read_to_string(repo().join("configs/flowgate.toml")).unwrap();
+    std::fs::write(
+        &config,
+        base.replace("format = \"cef\"", "format = \"xml\""),
+    )
+    .unwrap();
+    let out = flowgate(&["validate", "--config", config.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("sinks.stdout.encoding.format: unknown variant `xml`"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::write(
+        &config,
+        base.replace("channel_capacity = 4", "channel_capacity = 0"),
+    )
+    .unwrap();
+    let out = flowgate(&["validate", "--config", config.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("pipeline.channel_capacity"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -1,0 +1,86 @@
+//! Golden outputs: every fixture in every format, compared byte for byte with
+//! `tests/golden/`. `UPDATE_GOLDEN=1 cargo test golden` rewrites them (then review the diff).
+
+use crate::support::{fixture, flowgate, repo};
+
+const FIXTURES: &[&str] = &["nsg-v1", "nsg-v2", "vnet", "nsg-edge", "bad"];
+
+fn check(fixture_name: &str, variant: &str, args: &[&str]) {
+    let input = fixture(&format!("{fixture_name}.PT1H.json"));
+    let mut all = args.to_vec();
+    let input = input.to_str().unwrap();
+    all.push(input);
+    let out = flowgate(&all, None);
+    let expected_exit = if fixture_name == "bad" { 1 } else { 0 };
+    assert_eq!(
+        out.status.code(),
+        Some(expected_exit),
+        "{fixture_name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let golden = repo().join(format!("tests/golden/{fixture_name}.{variant}"));
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&golden, &out.stdout).unwrap();
+        return;
+    }
+    let want = std::fs::read(&golden).unwrap_or_else(|e| panic!("{}: {e}", golden.display()));
+    if out.stdout != want {
+        panic!(
+            "{fixture_name} {variant} differs from {}:\n--- got\n{}\n--- want\n{}",
+            golden.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&want)
+        );
+    }
+}
+
+#[test]
+fn cef() {
+    for f in FIXTURES {
+        check(f, "cef", &["convert", "--format", "cef"]);
+    }
+}
+
+#[test]
+fn leef() {
+    for f in FIXTURES {
+        check(f, "leef", &["convert", "--format", "leef"]);
+    }
+}
+
+#[test]
+fn json() {
+    for f in FIXTURES {
+        check(f, "json", &["convert", "--format", "json"]);
+    }
+}
+
+#[test]
+fn syslog_headers() {
+    for f in ["nsg-v2", "bad"] {
+        check(
+            f,
+            "rfc5424.cef",
+            &[
+                "convert",
+                "--syslog",
+                "rfc5424",
+                "--hostname",
+                "golden-host",
+            ],
+        );
+        check(
+            f,
+            "rfc3164.leef",
+            &[
+                "convert",
+                "--format",
+                "leef",
+                "--syslog",
+                "rfc3164",
+                "--hostname",
+                "golden-host",
+            ],
+        );
+    }
+}
