@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Runs every check and test flowgate has. CI calls this (through .ci/run).
+#   scripts/test.sh            formatting, lints, then all unit and end-to-end tests
+# Test peers are installed here, not by hand: a Python venv with PyPI cefp (the CEF parser
+# the tests check our CEF against). With CI=true a test whose peer is missing fails.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+FLOWGATE_PYTHON="$(scripts/python-deps.sh)"
+export FLOWGATE_PYTHON
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+cargo test --workspace
