@@ -1,22 +1,25 @@
 //! Every metric flowgate emits, in one place (`<namespace>_<name>_<unit>_total`).
-//! `docs/METRICS.md` explains each one.
+//! `docs/METRICS.md` explains each one. They are recorded through the `metrics` facade;
+//! the Prometheus exporter (`/metrics`) is wired by the operations issue.
 
 pub const RECORDS_TOTAL: &str = "flowgate_records_total";
-/// Label `reason`: see [`RecordError`](https://docs.rs) reasons in flowgate-transform.
+/// Label `reason`: `RecordErrorKind::reason()` in flowgate-transform.
 pub const RECORDS_FAILED_TOTAL: &str = "flowgate_records_failed_total";
 pub const TUPLES_TOTAL: &str = "flowgate_tuples_total";
-/// Label `reason`.
+/// Label `reason`: `TupleErrorKind::reason()` in flowgate-transform.
 pub const TUPLES_FAILED_TOTAL: &str = "flowgate_tuples_failed_total";
 pub const SOURCE_BYTES_READ_TOTAL: &str = "flowgate_source_read_bytes_total";
 pub const SOURCE_FILES_DISCOVERED_TOTAL: &str = "flowgate_source_files_discovered_total";
 /// Label `reason`: structural errors between records (offset logged).
 pub const SOURCE_EXTRACT_ERRORS_TOTAL: &str = "flowgate_source_extract_errors_total";
-/// Label `reason`: truncated, rewritten.
+/// Label `reason`: `truncated`, `rewritten`.
 pub const SOURCE_RESETS_TOTAL: &str = "flowgate_source_resets_total";
 /// Label `sink`.
 pub const SINK_EVENTS_SENT_TOTAL: &str = "flowgate_sink_events_sent_total";
+/// Label `sink`.
 pub const SINK_BYTES_SENT_TOTAL: &str = "flowgate_sink_sent_bytes_total";
+/// Label `sink`.
 pub const SINK_RETRIES_TOTAL: &str = "flowgate_sink_retries_total";
-/// Label `status`: delivered, dropped, failed.
+/// Label `status`: `delivered`, `dropped`, `failed`.
 pub const BATCHES_ACKNOWLEDGED_TOTAL: &str = "flowgate_batches_acknowledged_total";
 pub const CHECKPOINT_WRITES_TOTAL: &str = "flowgate_checkpoint_writes_total";
