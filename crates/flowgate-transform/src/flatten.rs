@@ -1,13 +1,13 @@
 //! Record → context, groups and one event per tuple.
 
 use crate::problem::{shorten, Problem, ProblemKind, RecordErrorKind, TupleErrorKind};
-use crate::raw::{RawRecord, TupleStr};
+use crate::raw::{for_each_tuple, RawRecord};
 use crate::resource_id::ResourceIdParts;
 use crate::tuple::parse_tuple;
 use flowgate_core::{
     metric_names as m, EventBatch, Finalizer, FlowGroup, LogKind, Mac, RecordBatch, RecordContext,
 };
-use std::borrow::Cow;
+use serde_json::value::RawValue;
 
 /// Context strings (rule names, resource ids, ...) longer than this reject their record:
 /// Azure's are far shorter, and a SIEM would truncate them anyway.
@@ -104,94 +104,53 @@ impl Flattener {
         out: &mut EventBatch,
         mut on_problem: impl FnMut(&Problem),
     ) -> usize {
-        let mut report = |stats: &mut FlattenStats, p: Problem| {
-            stats.count(p.kind);
-            on_problem(&p);
-        };
         let raw: RawRecord = match serde_json::from_slice(json) {
             Ok(r) => r,
             Err(e) => {
-                report(
-                    &mut self.stats,
-                    record_problem(RecordErrorKind::InvalidJson, e.to_string()),
-                );
+                let p = record_problem(RecordErrorKind::InvalidJson, e.to_string());
+                self.stats.count(p.kind);
+                on_problem(&p);
                 return 0;
             }
         };
         let context = match record_context(&raw) {
             Ok(c) => c,
             Err(p) => {
-                report(&mut self.stats, p);
+                self.stats.count(p.kind);
+                on_problem(&p);
                 return 0;
             }
         };
-        let kind = context.kind;
-        let record_mac = context.mac;
-        let record_index = out.records.len() as u32;
-        out.records.push(context);
         let first_event = out.events.len();
-        let mut tuple_index = 0;
-
-        let mut emit_group = |out: &mut EventBatch,
-                              stats: &mut FlattenStats,
-                              rule: Option<&Cow<str>>,
-                              mac: Option<Mac>,
-                              acl_id: Option<&Cow<str>>,
-                              tuples: &[TupleStr]| {
-            if tuples.is_empty() {
-                return;
-            }
-            let group = out.groups.len() as u32;
-            out.groups.push(FlowGroup {
-                record: record_index,
-                rule: rule.map(|r| Box::from(r.as_ref())).unwrap_or_default(),
-                mac: mac.or(record_mac),
-                acl_id: acl_id.map(|a| Box::from(a.as_ref())),
-            });
-            for t in tuples {
-                let result = match &t.0 {
-                    Some(s) => parse_tuple(s, kind, group).map_err(|k| (k, shorten(s))),
-                    None => Err((TupleErrorKind::NotAString, "not a string".to_owned())),
-                };
-                match result {
-                    Ok(event) => out.events.push(event),
-                    Err((k, detail)) => report(
-                        stats,
-                        Problem {
-                            kind: ProblemKind::Tuple(k),
-                            tuple: Some(tuple_index),
-                            detail,
-                        },
-                    ),
-                }
-                tuple_index += 1;
-            }
+        let mut record = RecordFlattener {
+            kind: context.kind,
+            record_index: out.records.len() as u32,
+            record_mac: context.mac,
+            tuple_index: 0,
+            out,
+            stats: &mut self.stats,
+            on_problem,
         };
-
-        if let Some(props) = &raw.properties.as_ref().filter(|_| kind != LogKind::VNet) {
+        record.out.records.push(context);
+        if let Some(props) = raw
+            .properties
+            .as_ref()
+            .filter(|_| record.kind != LogKind::VNet)
+        {
             for rule in &props.flows {
                 for mac_flow in &rule.flows {
                     let mac = mac_flow.mac.as_deref().and_then(Mac::parse);
-                    emit_group(
-                        out,
-                        &mut self.stats,
-                        rule.rule.as_ref(),
-                        mac,
-                        None,
-                        &mac_flow.flow_tuples,
-                    );
+                    record.group(rule.rule.as_deref(), mac, None, mac_flow.flow_tuples);
                 }
             }
         } else if let Some(records) = &raw.flow_records {
             for acl in &records.flows {
                 for group in &acl.flow_groups {
-                    emit_group(
-                        out,
-                        &mut self.stats,
-                        group.rule.as_ref(),
+                    record.group(
+                        group.rule.as_deref(),
                         None,
-                        acl.acl_id.as_ref(),
-                        &group.flow_tuples,
+                        acl.acl_id.as_deref(),
+                        group.flow_tuples,
                     );
                 }
             }
@@ -200,6 +159,68 @@ impl Flattener {
         self.stats.records += 1;
         self.stats.tuples += added as u64;
         added
+    }
+}
+
+/// The state of flattening one record into a batch.
+struct RecordFlattener<'a, P> {
+    kind: LogKind,
+    record_index: u32,
+    record_mac: Option<Mac>,
+    /// Position of the next tuple in the record, for problem reports.
+    tuple_index: usize,
+    out: &'a mut EventBatch,
+    stats: &'a mut FlattenStats,
+    on_problem: P,
+}
+
+impl<P: FnMut(&Problem)> RecordFlattener<'_, P> {
+    fn report(&mut self, p: Problem) {
+        self.stats.count(p.kind);
+        (self.on_problem)(&p);
+    }
+
+    /// One rule × MAC (NSG) or rule × ACL (VNet) and its tuples; the group is created
+    /// with its first tuple, so an empty `flowTuples` leaves no trace.
+    fn group(
+        &mut self,
+        rule: Option<&str>,
+        mac: Option<Mac>,
+        acl_id: Option<&str>,
+        tuples: Option<&RawValue>,
+    ) {
+        let mut group: Option<u32> = None;
+        let walked = for_each_tuple(tuples, |tuple| {
+            let g = *group.get_or_insert_with(|| {
+                self.out.groups.push(FlowGroup {
+                    record: self.record_index,
+                    rule: rule.map(Box::from).unwrap_or_default(),
+                    mac: mac.or(self.record_mac),
+                    acl_id: acl_id.map(Box::from),
+                });
+                self.out.groups.len() as u32 - 1
+            });
+            let result = match &tuple {
+                Some(s) => parse_tuple(s, self.kind, g).map_err(|k| (k, shorten(s))),
+                None => Err((TupleErrorKind::NotAString, "not a string".to_owned())),
+            };
+            match result {
+                Ok(event) => self.out.events.push(event),
+                Err((kind, detail)) => self.report(Problem {
+                    kind: ProblemKind::Tuple(kind),
+                    tuple: Some(self.tuple_index),
+                    detail,
+                }),
+            }
+            self.tuple_index += 1;
+        });
+        if let Err(e) = walked {
+            self.report(Problem {
+                kind: ProblemKind::Tuple(TupleErrorKind::NotAString),
+                tuple: Some(self.tuple_index),
+                detail: format!("flowTuples: {e}"),
+            });
+        }
     }
 }
 

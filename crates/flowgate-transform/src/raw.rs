@@ -6,6 +6,7 @@
 
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::fmt;
 
@@ -62,7 +63,7 @@ pub(crate) struct NsgMacFlows<'a> {
     #[serde(borrow, default)]
     pub mac: Str<'a>,
     #[serde(rename = "flowTuples", borrow, default)]
-    pub flow_tuples: Vec<TupleStr<'a>>,
+    pub flow_tuples: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -84,7 +85,74 @@ pub(crate) struct VnetFlowGroup<'a> {
     #[serde(borrow, default)]
     pub rule: Str<'a>,
     #[serde(rename = "flowTuples", borrow, default)]
-    pub flow_tuples: Vec<TupleStr<'a>>,
+    pub flow_tuples: Option<&'a RawValue>,
+}
+
+/// Calls `each` with every element of a `flowTuples` array: the string, or `None` for an
+/// element that is not one.
+///
+/// `flowTuples` is kept raw by serde and walked here from quote to quote: nearly every
+/// tuple is plain ASCII without escapes, so this avoids a `Cow` and a `Vec` slot per tuple.
+/// Strings with escapes, and arrays holding anything but strings, go through serde.
+pub(crate) fn for_each_tuple<'a>(
+    raw: Option<&'a RawValue>,
+    mut each: impl FnMut(Option<Cow<'a, str>>),
+) -> Result<(), serde_json::Error> {
+    let Some(raw) = raw else { return Ok(()) };
+    let text = raw.get();
+    if walk_plain_strings(text, &mut each).is_none() {
+        // Not a plain array of strings: let serde decode it (and reject what is not JSON).
+        for t in serde_json::from_str::<Vec<TupleStr>>(text)? {
+            each(t.0);
+        }
+    }
+    Ok(())
+}
+
+/// The fast path of [`for_each_tuple`]; `None` (before calling `each` at all) if the
+/// array is not made only of strings without escapes.
+fn walk_plain_strings<'a>(
+    text: &'a str,
+    each: &mut impl FnMut(Option<Cow<'a, str>>),
+) -> Option<()> {
+    let b = text.as_bytes();
+    let skip_ws = |mut i: usize| {
+        while matches!(b.get(i), Some(b' ' | b'\n' | b'\r' | b'\t')) {
+            i += 1;
+        }
+        i
+    };
+    // First pass: check the shape, so that a fallback never repeats tuples.
+    let mut spans: Vec<(usize, usize)> = Vec::new();
+    let mut i = skip_ws(0);
+    if b.get(i) != Some(&b'[') {
+        return None;
+    }
+    i = skip_ws(i + 1);
+    if b.get(i) == Some(&b']') {
+        return Some(());
+    }
+    loop {
+        if b.get(i) != Some(&b'"') {
+            return None;
+        }
+        let start = i + 1;
+        let len = memchr::memchr2(b'"', b'\\', &b[start..])?;
+        if b[start + len] != b'"' {
+            return None; // an escape: serde decodes it
+        }
+        spans.push((start, start + len));
+        i = skip_ws(start + len + 1);
+        match b.get(i) {
+            Some(b',') => i = skip_ws(i + 1),
+            Some(b']') => break,
+            _ => return None,
+        }
+    }
+    for (start, end) in spans {
+        each(Some(Cow::Borrowed(&text[start..end])));
+    }
+    Some(())
 }
 
 /// One element of `flowTuples`: a string, or `None` for anything else, so that a

@@ -1,14 +1,73 @@
-//! Parse + flatten + encode over a generated 64 MiB Version 2 blob (in memory).
+//! Parse + flatten + encode over a generated 64 MiB Version 2 blob, in memory, on one
+//! core: the same calls the pipeline makes per batch (`Flattener::flatten_batch`,
+//! `Encoder::encode_batch`), on batches of about 1 MiB of records as the source reads them.
 //!
 //! `cargo bench -p flowgate --bench stage`; `FLOWGATE_BENCH_MIB` changes the size.
 
+use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use flowgate::generate::{document, Generator, Schema, Target};
-use flowgate_core::{EventBatch, Origin};
+use flowgate_core::{Finalizer, Origin, RecordBatch};
 use flowgate_sink::encode::{Encoder, Format, Framing};
 use flowgate_source::extract::extract;
 use flowgate_transform::Flattener;
+use std::ops::Range;
 use std::sync::Arc;
+
+const BATCH_BYTES: usize = 1 << 20;
+
+/// The document cut into batches of whole records, as the source would send them.
+fn batches(doc: &Bytes) -> Vec<(Bytes, u64, Vec<Range<usize>>)> {
+    let ex = extract(doc, true);
+    let mut out = Vec::new();
+    let mut current: Vec<Range<usize>> = Vec::new();
+    let mut start = 0;
+    for r in ex.records {
+        if current.is_empty() {
+            start = r.start;
+        }
+        current.push(r.start - start..r.end - start);
+        if r.end - start >= BATCH_BYTES {
+            let end = r.end;
+            out.push((
+                doc.slice(start..end),
+                start as u64,
+                std::mem::take(&mut current),
+            ));
+        }
+    }
+    if let Some(last) = current.last() {
+        let end = start + last.end;
+        out.push((doc.slice(start..end), start as u64, current));
+    }
+    out
+}
+
+fn run(
+    flattener: &mut Flattener,
+    batches: &[(Bytes, u64, Vec<Range<usize>>)],
+    mut encode: impl FnMut(&flowgate_core::EventBatch),
+) -> usize {
+    let origin = Arc::new(Origin {
+        source: "bench".into(),
+        path: "PT1H.json".into(),
+    });
+    let mut events = 0;
+    for (data, start, records) in batches {
+        let batch = RecordBatch {
+            origin: origin.clone(),
+            data: data.clone(),
+            start: *start,
+            records: records.clone(),
+            finalizer: Finalizer::detached(),
+        };
+        let (events_batch, finalizer) = flattener.flatten_batch(batch, |_, _| {});
+        encode(&events_batch);
+        events += events_batch.events.len();
+        finalizer.update(flowgate_core::BatchStatus::Delivered);
+    }
+    events
+}
 
 fn stage(c: &mut Criterion) {
     let mib: usize = std::env::var("FLOWGATE_BENCH_MIB")
@@ -17,36 +76,31 @@ fn stage(c: &mut Criterion) {
         .unwrap_or(64);
     let mut generator = Generator::new(Schema::NsgV2, 1, Target::default());
     let (doc, tuples) = document(&mut generator, mib << 20, 1_709_546_400);
-    let doc = doc.into_bytes();
-    let origin = Arc::new(Origin {
-        source: "bench".into(),
-        path: "PT1H.json".into(),
-    });
+    let doc = Bytes::from(doc.into_bytes());
 
     let mut group = c.benchmark_group("stage");
     group.sample_size(10);
     group.throughput(Throughput::Elements(tuples as u64));
+    group.bench_function("extract_flatten", |b| {
+        b.iter(|| {
+            let batches = batches(&doc);
+            let n = run(&mut Flattener::new(), &batches, |_| {});
+            assert_eq!(n, tuples);
+        })
+    });
     for format in [Format::Cef, Format::Leef, Format::Json] {
         let mut encoder = Encoder::new(format, None, Framing::Newline);
-        let mut out = Vec::with_capacity(doc.len() * 8);
+        let mut out = Vec::new();
         group.bench_function(
             format!("extract_flatten_encode_{format:?}").to_lowercase(),
             |b| {
                 b.iter(|| {
-                    let ex = extract(&doc, true);
-                    let mut flattener = Flattener::new();
-                    let mut events = 0;
-                    // Batches of records as the pipeline sends them (about 1 MiB each).
-                    for chunk in ex.records.chunks(24) {
-                        let mut batch = EventBatch::new(origin.clone());
-                        for span in chunk {
-                            flattener.flatten_record(&doc[span.clone()], &mut batch, |_| {});
-                        }
+                    let batches = batches(&doc);
+                    let n = run(&mut Flattener::new(), &batches, |events| {
                         out.clear();
-                        encoder.encode_batch(&batch, &mut out);
-                        events += batch.events.len();
-                    }
-                    assert_eq!(events, tuples);
+                        encoder.encode_batch(events, &mut out);
+                    });
+                    assert_eq!(n, tuples);
                     out.len()
                 })
             },
