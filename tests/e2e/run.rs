@@ -308,3 +308,40 @@ fn a_malformed_record_is_logged_with_its_offset_and_skipped() {
     assert!(log.contains("offset=594"), "{log}");
     assert!(log.contains("macAddress=000D3A8F7856/PT1H.json"), "{log}");
 }
+
+#[test]
+fn a_failing_sink_holds_the_checkpoint_and_still_stops() {
+    let mut h = Harness::new(1 << 20);
+    // Every write to /dev/full fails (ENOSPC): batches are retried, never acknowledged.
+    let config = std::fs::read_to_string(h.path("flowgate.toml")).unwrap();
+    let config = config
+        .replace(&h.path("out.cef").display().to_string(), "/dev/full")
+        .replace("drain_timeout_secs = 10", "drain_timeout_secs = 1");
+    std::fs::write(h.path("flowgate.toml"), config).unwrap();
+    std::fs::copy(fixture("nsg-v2.PT1H.json"), h.blob()).unwrap();
+    h.start();
+    assert!(wait_until(Duration::from_secs(20), || h
+        .stderr()
+        .contains("write failed; retrying")));
+    let started = std::time::Instant::now();
+    h.stop();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "drain timeout bounds shutdown"
+    );
+    let log = h.stderr();
+    assert!(log.contains("giving up on a batch at shutdown"), "{log}");
+    let cp = flowgate(
+        &[
+            "checkpoints",
+            "--config",
+            h.path("flowgate.toml").to_str().unwrap(),
+        ],
+        None,
+    );
+    let listing = String::from_utf8_lossy(&cp.stdout).to_string();
+    assert!(
+        listing.lines().skip(1).all(|l| l.starts_with("0 ")),
+        "nothing delivered, nothing checkpointed:\n{listing}"
+    );
+}

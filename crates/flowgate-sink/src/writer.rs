@@ -105,15 +105,8 @@ impl WriterSink {
             Target::File { file, fsync } => {
                 let before = file.metadata()?.len();
                 let result =
-                    file.write_all(bytes).and_then(
-                        |()| {
-                            if *fsync {
-                                file.sync_data()
-                            } else {
-                                Ok(())
-                            }
-                        },
-                    );
+                    file.write_all(bytes)
+                        .and_then(|()| if *fsync { sync(file) } else { Ok(()) });
                 if result.is_err() {
                     // Cut off a partial write so the retry does not duplicate half a batch.
                     let _ = file.set_len(before);
@@ -126,7 +119,63 @@ impl WriterSink {
     fn flush(&mut self) -> std::io::Result<()> {
         match &mut self.target {
             Target::Stdout => std::io::stdout().flush(),
-            Target::File { file, .. } => file.sync_data(),
+            Target::File { file, .. } => sync(file),
         }
+    }
+}
+
+/// fsync, where the file can be synced: a device such as `/dev/null` answers EINVAL,
+/// which means there is nothing to wait for, not a failed write.
+fn sync(file: &File) -> std::io::Result<()> {
+    match file.sync_data() {
+        Err(e)
+            if matches!(e.raw_os_error(), Some(EINVAL))
+                || e.kind() == std::io::ErrorKind::Unsupported =>
+        {
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+/// EINVAL on Linux: "fd is bound to a special file which does not support synchronization".
+const EINVAL: i32 = 22;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn devices_that_cannot_sync_are_not_a_failed_write() {
+        let f = OpenOptions::new().append(true).open("/dev/null").unwrap();
+        let raw = f.sync_data().unwrap_err();
+        assert_eq!(raw.raw_os_error(), Some(EINVAL), "{raw:?}");
+        sync(&f).unwrap();
+    }
+
+    #[test]
+    fn a_file_sink_on_dev_null_delivers() {
+        use flowgate_core::{Ack, EventBatch, Finalizer, Origin};
+        let config = FileSinkConfig {
+            path: "/dev/null".into(),
+            encoding: Default::default(),
+            fsync: true,
+        };
+        let sink = WriterSink::file("null", &config).unwrap();
+        let (ack_tx, mut ack_rx) = mpsc::unbounded_channel::<Ack>();
+        let (tx, rx) = mpsc::channel(1);
+        let (_abort_tx, abort) = watch::channel(false);
+        let batch = EventBatch::new(std::sync::Arc::new(Origin {
+            source: "t".into(),
+            path: "p".into(),
+        }));
+        tx.try_send(Delivery {
+            batch: std::sync::Arc::new(batch),
+            finalizer: Finalizer::new(1, ack_tx),
+        })
+        .unwrap();
+        drop(tx);
+        sink.run(rx, abort);
+        assert_eq!(ack_rx.try_recv().unwrap().status, BatchStatus::Delivered);
     }
 }

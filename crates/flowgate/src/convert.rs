@@ -12,7 +12,8 @@ use flowgate_transform::Flattener;
 use std::io::{Read, Write};
 use std::sync::Arc;
 
-const CHUNK: usize = 8 << 20;
+/// Bytes read at a time: what one batch holds in the service.
+const CHUNK: usize = 1 << 20;
 /// Problems printed per file before only counting them.
 const MAX_REPORTS: usize = 20;
 

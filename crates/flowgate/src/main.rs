@@ -4,6 +4,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use flowgate::config::{Config, LogFormat};
 use flowgate::convert;
+use flowgate::generate::{document, Generator, Schema, Target};
 use flowgate_sink::encode::{Encoder, Format, Framing, SyslogConfig, SyslogKind};
 use flowgate_source::CheckpointStore;
 use std::io::Write;
@@ -54,6 +55,28 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Write a realistic, seeded PT1H.json (for benchmarks and demos).
+    Generate {
+        /// nsg-v1, nsg-v2 or vnet.
+        #[arg(long, default_value = "nsg-v2", value_parser = parse_schema)]
+        schema: Schema,
+        /// At least this many MiB.
+        #[arg(long, default_value_t = 64)]
+        mib: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+fn parse_schema(s: &str) -> Result<Schema, String> {
+    match s {
+        "nsg-v1" => Ok(Schema::NsgV1),
+        "nsg-v2" => Ok(Schema::NsgV2),
+        "vnet" => Ok(Schema::VNet),
+        _ => Err(format!("unknown schema {s:?} (nsg-v1, nsg-v2, vnet)")),
+    }
 }
 
 fn parse_syslog_kind(s: &str) -> Result<SyslogKind, String> {
@@ -79,14 +102,41 @@ fn main() -> ExitCode {
             files,
         } => run_convert(format, syslog, hostname, &files),
         Command::Checkpoints { config } => list_checkpoints(&config),
+        Command::Generate {
+            schema,
+            mib,
+            seed,
+            out,
+        } => generate(schema, mib, seed, &out),
     };
     match result {
         Ok(code) => code,
+        // A reader that went away (`flowgate convert ... | head`) ends us quietly.
+        Err(e) if is_broken_pipe(&e) => ExitCode::from(141),
         Err(e) => {
             eprintln!("flowgate: {e:#}");
             ExitCode::from(2)
         }
     }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+fn generate(schema: Schema, mib: usize, seed: u64, out: &Path) -> Result<ExitCode> {
+    let mut generator = Generator::new(schema, seed, Target::default());
+    let (doc, tuples) = document(&mut generator, mib << 20, 1_709_546_400);
+    std::fs::write(out, &doc).with_context(|| format!("writing {}", out.display()))?;
+    println!(
+        "{{\"file\": \"{}\", \"bytes\": {}, \"tuples\": {tuples}}}",
+        out.display(),
+        doc.len()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Loads and validates; the message names the file and the offending key.

@@ -30,9 +30,19 @@ const MAX_REMEMBERED_PROBLEMS: usize = 10_000;
 pub async fn run(
     config: Config,
     shutdown: watch::Receiver<bool>,
-    abort: watch::Receiver<bool>,
+    mut external_abort: watch::Receiver<bool>,
 ) -> Result<()> {
     let store = CheckpointStore::open(&config.checkpoints.path)?;
+    // Sinks give up on batches they are retrying when told to (a second signal), or once
+    // the sources have stopped and stored their final checkpoints (drain timeout passed).
+    let (abort_tx, abort) = watch::channel(false);
+    let abort_tx = Arc::new(abort_tx);
+    let forward = abort_tx.clone();
+    tokio::spawn(async move {
+        if external_abort.wait_for(|a| *a).await.is_ok() {
+            let _ = forward.send(true);
+        }
+    });
     let capacity = config.pipeline.channel_capacity;
     let drain = Duration::from_secs_f64(config.pipeline.drain_timeout_secs);
 
@@ -85,6 +95,7 @@ pub async fn run(
             Err(e) => result = Err(anyhow::anyhow!("source task failed: {e}")),
         }
     }
+    let _ = abort_tx.send(true);
     transform.await.context("transform task failed")?;
     for task in sink_tasks {
         task.await.context("sink task failed")?;

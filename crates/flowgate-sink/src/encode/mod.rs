@@ -80,6 +80,8 @@ impl Encoder {
 
     /// Appends every event of `batch`, framed, to `out`.
     pub fn encode_batch(&mut self, batch: &EventBatch, out: &mut Vec<u8>) {
+        // One allocation up front instead of doubling through the batch.
+        out.reserve(batch.events.len() * 320);
         let mut current_group = None;
         for e in &batch.events {
             if current_group != Some(e.group) {

@@ -1,0 +1,99 @@
+#!/usr/bin/env python3
+"""End-to-end benchmark: `flowgate run`, local directory source -> file sink (fsync on).
+
+Generates --files PT1H.json blobs of --mib MiB each (NSG Version 2, seeded) in the
+container's layout, runs flowgate until every tuple is in the output file, stops it with
+SIGTERM and prints one JSON line: tuples, wall seconds, flowgate's CPU seconds (user+sys),
+tuples per second, tuples per CPU-second, peak RSS (MiB).
+
+  cargo build --release -p flowgate
+  python3 scripts/bench_e2e.py --mib 64 --files 4 [--format cef] [--bin target/release/flowgate]
+"""
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+LAYOUT = ("resourceId=/SUBSCRIPTIONS/5A2F6C1E-8B3D-4E7A-9C2B-0D1E2F3A4B5C/RESOURCEGROUPS/PROD-NETWORK-RG/"
+          "PROVIDERS/MICROSOFT.NETWORK/NETWORKSECURITYGROUPS/NSG-{i}/y=2024/m=03/d=04/h=10/m=00/"
+          "macAddress=000D3A8F78{i:02d}/PT1H.json")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--mib", type=int, default=64)
+    ap.add_argument("--files", type=int, default=4)
+    ap.add_argument("--format", default="cef")
+    ap.add_argument("--bin", default="target/release/flowgate")
+    ap.add_argument("--timeout", type=float, default=600)
+    a = ap.parse_args()
+
+    work = tempfile.mkdtemp(prefix="flowgate-bench-")
+    tuples = 0
+    expected_bytes = 0
+    for i in range(a.files):
+        path = os.path.join(work, "logs", LAYOUT.format(i=i))
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        info = json.loads(subprocess.check_output(
+            [a.bin, "generate", "--mib", str(a.mib), "--seed", str(i + 1), "--out", path]))
+        tuples += info["tuples"]
+        with subprocess.Popen([a.bin, "convert", "--format", a.format, path], stdout=subprocess.PIPE) as p:
+            for chunk in iter(lambda: p.stdout.read(1 << 20), b""):
+                expected_bytes += len(chunk)
+    out = os.path.join(work, "out.log")
+    config = os.path.join(work, "flowgate.toml")
+    with open(config, "w") as f:
+        f.write(f"""
+[sources.bench]
+type = "local"
+path = "{work}/logs"
+poll_interval_secs = 0.2
+
+[sinks.file]
+type = "file"
+path = "{out}"
+fsync = true
+
+[sinks.file.encoding]
+format = "{a.format}"
+
+[checkpoints]
+path = "{work}/cp.redb"
+
+[log]
+level = "warn"
+""")
+    start = time.monotonic()
+    wrapper = os.environ.get("FLOWGATE_BENCH_WRAP", "").split()
+    proc = subprocess.Popen(wrapper + [a.bin, "run", "--config", config], stdout=subprocess.DEVNULL)
+    done = None
+    while time.monotonic() - start < a.timeout:
+        size = os.path.getsize(out) if os.path.exists(out) else 0
+        if size >= expected_bytes:
+            done = time.monotonic()
+            break
+        if proc.poll() is not None:
+            sys.exit("flowgate exited early")
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, status, ru = os.wait4(proc.pid, 0)
+    if done is None:
+        sys.exit("timed out")
+    wall = done - start
+    cpu = ru.ru_utime + ru.ru_stime
+    print(json.dumps({
+        "files": a.files, "mib_per_file": a.mib, "format": a.format, "tuples": tuples,
+        "output_bytes": expected_bytes, "wall_s": round(wall, 3), "cpu_s": round(cpu, 3),
+        "tuples_per_s": round(tuples / wall), "tuples_per_cpu_s": round(tuples / cpu),
+        "user_s": round(ru.ru_utime, 3), "sys_s": round(ru.ru_stime, 3),
+        "peak_rss_mib": round(ru.ru_maxrss / 1024, 1), "exit": os.waitstatus_to_exitcode(status),
+    }))
+    subprocess.run(["rm", "-rf", work])
+
+
+if __name__ == "__main__":
+    main()
