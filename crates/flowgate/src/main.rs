@@ -41,7 +41,7 @@ enum Command {
         #[arg(long, default_value = "cef")]
         format: Format,
         /// none, rfc5424 or rfc3164.
-        #[arg(long, default_value = "none", value_parser = parse_syslog_kind)]
+        #[arg(long, default_value = "none")]
         syslog: SyslogKind,
         /// HOSTNAME of the syslog header (default: this machine's name).
         #[arg(long, default_value = "")]
@@ -76,17 +76,6 @@ fn parse_schema(s: &str) -> Result<Schema, String> {
         "nsg-v2" => Ok(Schema::NsgV2),
         "vnet" => Ok(Schema::VNet),
         _ => Err(format!("unknown schema {s:?} (nsg-v1, nsg-v2, vnet)")),
-    }
-}
-
-fn parse_syslog_kind(s: &str) -> Result<SyslogKind, String> {
-    match s {
-        "none" => Ok(SyslogKind::None),
-        "rfc5424" => Ok(SyslogKind::Rfc5424),
-        "rfc3164" => Ok(SyslogKind::Rfc3164),
-        _ => Err(format!(
-            "unknown syslog header {s:?} (none, rfc5424, rfc3164)"
-        )),
     }
 }
 

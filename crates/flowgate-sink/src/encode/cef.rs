@@ -1,16 +1,13 @@
 //! ArcSight CEF, compatible with Microsoft's NSG flow log connector (see docs/FORMATS.md).
 
 use super::{escape, write, GroupCache};
-use flowgate_core::{Direction, FlowEvent, FlowGroup, LogKind, RecordContext};
+use flowgate_core::{Direction, FlowEvent, FlowGroup, RecordContext};
 use std::net::IpAddr;
 
 pub(super) fn group(g: &FlowGroup, r: &RecordContext, c: &mut GroupCache) {
     let a = &mut c.head;
     a.extend_from_slice(b"CEF:0|Microsoft.Network|");
-    a.extend_from_slice(match r.kind {
-        LogKind::VNet => b"FLOWLOGS|",
-        _ => b"NETWORKSECURITYGROUPS|",
-    });
+    a.extend_from_slice(super::product(r.kind));
     write::uint(a, r.version);
     a.push(b'|');
     escape::cef_header(&r.category, a);
@@ -82,13 +79,13 @@ pub(super) fn event(e: &FlowEvent, c: &GroupCache, out: &mut Vec<u8>) {
         out.extend_from_slice(state.code().as_bytes());
         out.extend_from_slice(b" cs2Label=FlowState");
     }
-    counter(
+    labelled(
         out,
         b" cn1=",
         e.packets_src_to_dst,
         b" cn1Label=PacketsStoD",
     );
-    counter(
+    labelled(
         out,
         b" cn2=",
         e.packets_dst_to_src,
@@ -100,8 +97,8 @@ pub(super) fn event(e: &FlowEvent, c: &GroupCache, out: &mut Vec<u8>) {
     } else {
         (e.bytes_dst_to_src, e.bytes_src_to_dst)
     };
-    counter(out, b" bytesIn=", bytes_in, b"");
-    counter(out, b" bytesOut=", bytes_out, b"");
+    write::optional_uint(out, b" bytesIn=", bytes_in);
+    write::optional_uint(out, b" bytesOut=", bytes_out);
     if let Some(enc) = e.encryption {
         out.extend_from_slice(b" cs5=");
         out.extend_from_slice(enc.code().as_bytes());
@@ -121,10 +118,10 @@ fn address(out: &mut Vec<u8>, ip: &IpAddr, v4_key: &[u8], v6_key: &[u8], v6_labe
     }
 }
 
-fn counter(out: &mut Vec<u8>, key: &[u8], value: Option<u64>, label: &[u8]) {
-    if let Some(v) = value {
-        out.extend_from_slice(key);
-        write::uint(out, v);
+/// A custom number field and its label, when present.
+fn labelled(out: &mut Vec<u8>, key: &[u8], value: Option<u64>, label: &[u8]) {
+    if value.is_some() {
+        write::optional_uint(out, key, value);
         out.extend_from_slice(label);
     }
 }

@@ -75,16 +75,9 @@ pub(super) fn event(e: &FlowEvent, c: &GroupCache, out: &mut Vec<u8>) {
         out.extend_from_slice(enc.code().as_bytes());
         out.push(b'"');
     }
-    counter(out, b",\"packets_src_to_dst\":", e.packets_src_to_dst);
-    counter(out, b",\"bytes_src_to_dst\":", e.bytes_src_to_dst);
-    counter(out, b",\"packets_dst_to_src\":", e.packets_dst_to_src);
-    counter(out, b",\"bytes_dst_to_src\":", e.bytes_dst_to_src);
+    write::optional_uint(out, b",\"packets_src_to_dst\":", e.packets_src_to_dst);
+    write::optional_uint(out, b",\"bytes_src_to_dst\":", e.bytes_src_to_dst);
+    write::optional_uint(out, b",\"packets_dst_to_src\":", e.packets_dst_to_src);
+    write::optional_uint(out, b",\"bytes_dst_to_src\":", e.bytes_dst_to_src);
     out.extend_from_slice(&c.tail);
-}
-
-fn counter(out: &mut Vec<u8>, key: &[u8], value: Option<u64>) {
-    if let Some(v) = value {
-        out.extend_from_slice(key);
-        write::uint(out, v);
-    }
 }

@@ -1,15 +1,12 @@
 //! IBM QRadar LEEF 2.0, tab-delimited (see docs/FORMATS.md).
 
 use super::{escape, write, GroupCache};
-use flowgate_core::{Action, Direction, FlowEvent, FlowGroup, LogKind, RecordContext};
+use flowgate_core::{Action, Direction, FlowEvent, FlowGroup, RecordContext};
 
 pub(super) fn group(g: &FlowGroup, r: &RecordContext, c: &mut GroupCache) {
     let a = &mut c.head;
     a.extend_from_slice(b"LEEF:2.0|Microsoft.Network|");
-    a.extend_from_slice(match r.kind {
-        LogKind::VNet => b"FLOWLOGS|",
-        _ => b"NETWORKSECURITYGROUPS|",
-    });
+    a.extend_from_slice(super::product(r.kind));
     write::uint(a, r.version);
     a.push(b'|');
 
@@ -61,10 +58,10 @@ pub(super) fn event(e: &FlowEvent, c: &GroupCache, out: &mut Vec<u8>) {
         out.extend_from_slice(b"\tencryption=");
         out.extend_from_slice(enc.code().as_bytes());
     }
-    counter(out, b"\tsrcPackets=", e.packets_src_to_dst);
-    counter(out, b"\tsrcBytes=", e.bytes_src_to_dst);
-    counter(out, b"\tdstPackets=", e.packets_dst_to_src);
-    counter(out, b"\tdstBytes=", e.bytes_dst_to_src);
+    write::optional_uint(out, b"\tsrcPackets=", e.packets_src_to_dst);
+    write::optional_uint(out, b"\tsrcBytes=", e.bytes_src_to_dst);
+    write::optional_uint(out, b"\tdstPackets=", e.packets_dst_to_src);
+    write::optional_uint(out, b"\tdstBytes=", e.bytes_dst_to_src);
     if !c.mac.is_empty() {
         out.extend_from_slice(match e.direction {
             Direction::Inbound => b"\tdstMAC=",
@@ -73,11 +70,4 @@ pub(super) fn event(e: &FlowEvent, c: &GroupCache, out: &mut Vec<u8>) {
         out.extend_from_slice(&c.mac);
     }
     out.extend_from_slice(&c.tail);
-}
-
-fn counter(out: &mut Vec<u8>, key: &[u8], value: Option<u64>) {
-    if let Some(v) = value {
-        out.extend_from_slice(key);
-        write::uint(out, v);
-    }
 }

@@ -11,7 +11,7 @@ mod leef;
 pub mod syslog;
 pub mod write;
 
-use flowgate_core::{Action, EventBatch, FlowEvent, Protocol};
+use flowgate_core::{Action, EventBatch, FlowEvent, LogKind, Protocol};
 use serde::Deserialize;
 pub use syslog::{SyslogConfig, SyslogHeader, SyslogKind};
 
@@ -131,6 +131,14 @@ impl Encoder {
             Format::Leef => leef::event(e, &self.cache, out),
             Format::Json => json::event(e, &self.cache, out),
         }
+    }
+}
+
+/// CEF/LEEF device product (with the `|` that ends it).
+fn product(kind: LogKind) -> &'static [u8] {
+    match kind {
+        LogKind::VNet => b"FLOWLOGS|",
+        LogKind::NsgV1 | LogKind::NsgV2 => b"NETWORKSECURITYGROUPS|",
     }
 }
 

@@ -14,6 +14,20 @@ pub enum SyslogKind {
     Rfc3164,
 }
 
+impl std::str::FromStr for SyslogKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "none" => Ok(SyslogKind::None),
+            "rfc5424" => Ok(SyslogKind::Rfc5424),
+            "rfc3164" => Ok(SyslogKind::Rfc3164),
+            _ => Err(format!(
+                "unknown syslog header {s:?} (none, rfc5424, rfc3164)"
+            )),
+        }
+    }
+}
+
 /// The header's fields; `validate()` keeps them within what the RFCs allow.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -3,6 +3,15 @@
 use std::io::Write;
 use std::net::IpAddr;
 
+/// `key` and the number, when there is one (absent counters are left out, never 0).
+#[inline]
+pub fn optional_uint(out: &mut Vec<u8>, key: &[u8], value: Option<u64>) {
+    if let Some(v) = value {
+        out.extend_from_slice(key);
+        uint(out, v);
+    }
+}
+
 /// Appends a small stack buffer with one fixed-size copy, then trims it to `len`:
 /// a variable-length copy of a few bytes would cost a `memmove` call each time.
 #[inline]
