@@ -345,3 +345,33 @@ fn a_failing_sink_holds_the_checkpoint_and_still_stops() {
         "nothing delivered, nothing checkpointed:\n{listing}"
     );
 }
+
+#[test]
+fn start_at_end_skips_what_exists_and_forwards_what_is_appended() {
+    let mut h = Harness::new(1 << 20);
+    let config = std::fs::read_to_string(h.path("flowgate.toml")).unwrap();
+    let config = config.replace(
+        "poll_interval_secs = 0.1",
+        "poll_interval_secs = 0.1\nstart_at = \"end\"",
+    );
+    std::fs::write(h.path("flowgate.toml"), config).unwrap();
+    let mut blob = GrowingBlob::new(15);
+    blob.add_records(3);
+    blob.write_to(&h.blob());
+    let before = blob.expected(h.dir.path());
+    h.start();
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(h.output().is_empty(), "what existed at start-up is skipped");
+
+    blob.add_records(1);
+    blob.write_to(&h.blob());
+    let after = blob.expected(h.dir.path());
+    h.wait_for_lines(after.len() - before.len());
+    std::thread::sleep(Duration::from_millis(300));
+    h.stop();
+    assert_eq!(
+        h.output(),
+        after[before.len()..],
+        "only the appended record"
+    );
+}

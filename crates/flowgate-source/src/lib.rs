@@ -1,10 +1,17 @@
 //! flowgate sources: where flow log bytes come from, and where their checkpoints live.
+//!
+//! A [`Follower`] reads growing objects from any [`ObjectStore`]: a local directory
+//! ([`LocalDir`]) or a blob container.
 
 pub mod anchor;
 pub mod checkpoint;
 pub mod extract;
+mod follow;
 pub mod local;
+pub mod store;
 mod tracker;
 
 pub use checkpoint::{Checkpoint, CheckpointError, CheckpointStore};
-pub use local::{LocalSource, LocalSourceConfig, StartAt};
+pub use follow::{FollowOptions, Follower, RunSummary, StartAt};
+pub use local::{LocalDir, LocalSourceConfig};
+pub use store::{Listing, ObjectInfo, ObjectStore, StoreError};

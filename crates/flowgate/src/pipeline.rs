@@ -13,7 +13,7 @@ use crate::config::{Config, SourceConfig};
 use anyhow::{Context, Result};
 use flowgate_core::{BatchStatus, Delivery, RecordBatch};
 use flowgate_sink::{SinkConfig, WriterSink};
-use flowgate_source::{CheckpointStore, LocalSource};
+use flowgate_source::{CheckpointStore, Follower, LocalDir};
 use flowgate_transform::Flattener;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -67,8 +67,13 @@ pub async fn run(
     let mut sources = Vec::new();
     for (name, source) in &config.sources {
         let SourceConfig::Local(c) = source;
-        let source = LocalSource::new(name, c.clone(), store.clone());
-        sources.push(tokio::spawn(source.run(
+        let follower = Follower::new(
+            name,
+            LocalDir::new(&c.path),
+            c.follow_options(),
+            store.clone(),
+        );
+        sources.push(tokio::spawn(follower.run(
             record_tx.clone(),
             shutdown.clone(),
             drain,

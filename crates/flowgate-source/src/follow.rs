@@ -1,0 +1,520 @@
+//! Following growing flow log objects: the engine shared by every source.
+//!
+//! Every poll lists the store's objects, reads each one from its read position to its
+//! end, extracts the complete records and sends them on. Per object, a [`RangeTracker`]
+//! turns acknowledgements into a checkpoint that only covers delivered bytes, and an
+//! [`Anchor`] proves before every read that the bytes behind the offset are still the ones
+//! the checkpoint was taken on.
+
+use crate::anchor::{Anchor, ANCHOR_BYTES};
+use crate::checkpoint::{Checkpoint, CheckpointError, CheckpointStore};
+use crate::extract::{extract, BraceScanner};
+use crate::store::{ObjectStore, StoreError};
+use crate::tracker::{AckEffect, RangeTracker};
+use bytes::Bytes;
+use flowgate_core::{metric_names as m, Ack, BatchStatus, Finalizer, Origin, RecordBatch};
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, info, warn};
+
+/// Where to begin in objects that have no checkpoint when flowgate starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StartAt {
+    /// Forward everything already there.
+    #[default]
+    Beginning,
+    /// Skip what is there at start-up; forward only what is appended later.
+    End,
+}
+
+/// How a follower reads; part of every source's configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FollowOptions {
+    pub poll_interval: Duration,
+    pub start_at: StartAt,
+    /// Bytes read per batch; bounds memory together with the channel capacity.
+    pub read_chunk_bytes: usize,
+    /// A record longer than this is reported and skipped instead of read into memory.
+    pub max_record_bytes: usize,
+}
+
+/// How a `run` ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunSummary {
+    /// Batches still unacknowledged when the drain timeout expired.
+    pub abandoned: usize,
+}
+
+/// One followed object.
+struct ObjectState {
+    key: String,
+    origin: Arc<Origin>,
+    /// Next byte to read: just after the last record sent (or skipped).
+    read_pos: u64,
+    /// The bytes just before `read_pos`, checked on every read.
+    read_anchor: Anchor,
+    tracker: RangeTracker,
+    /// The checkpoint last written to the store.
+    stored: Option<u64>,
+}
+
+impl ObjectState {
+    /// Starts over at 0 (the object was rewritten or truncated).
+    fn restart(&mut self, reason: &'static str) {
+        metrics::counter!(m::SOURCE_RESETS_TOTAL, "reason" => reason).increment(1);
+        self.read_pos = 0;
+        self.read_anchor = Anchor::START;
+        self.tracker.reset();
+    }
+
+    /// Moves the read position past bytes that need no delivery.
+    fn skip_to(&mut self, end: u64, anchor: Anchor) {
+        self.tracker.push_skip(end, anchor);
+        self.read_pos = end;
+        self.read_anchor = anchor;
+    }
+}
+
+/// Follows the objects of one store; see the module docs.
+pub struct Follower<S> {
+    name: Arc<str>,
+    store: S,
+    options: FollowOptions,
+    checkpoints: CheckpointStore,
+    objects: BTreeMap<String, ObjectState>,
+    /// Which object each batch in flight belongs to.
+    in_flight: HashMap<u64, String>,
+    next_batch: u64,
+    ack_tx: mpsc::UnboundedSender<Ack>,
+    ack_rx: mpsc::UnboundedReceiver<Ack>,
+    first_scan: bool,
+}
+
+impl<S: ObjectStore> Follower<S> {
+    pub fn new(name: &str, store: S, options: FollowOptions, checkpoints: CheckpointStore) -> Self {
+        let (ack_tx, ack_rx) = mpsc::unbounded_channel();
+        Follower {
+            name: name.into(),
+            store,
+            options,
+            checkpoints,
+            objects: BTreeMap::new(),
+            in_flight: HashMap::new(),
+            next_batch: 1,
+            ack_tx,
+            ack_rx,
+            first_scan: true,
+        }
+    }
+
+    /// Follows the store until `shutdown` turns true, then waits up to `drain_timeout` for
+    /// the batches in flight to be acknowledged and stores the final checkpoints.
+    pub async fn run(
+        mut self,
+        out: mpsc::Sender<RecordBatch>,
+        mut shutdown: watch::Receiver<bool>,
+        drain_timeout: Duration,
+    ) -> Result<RunSummary, CheckpointError> {
+        let mut poll = tokio::time::interval(self.options.poll_interval);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        info!(source = %self.name, "source started");
+        while !*shutdown.borrow() {
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => break,
+                Some(ack) = self.ack_rx.recv() => {
+                    self.on_acks(ack);
+                    self.store_checkpoints().await?;
+                }
+                _ = poll.tick() => self.poll(&out, &mut shutdown).await,
+            }
+        }
+        drop(out);
+        let deadline = tokio::time::Instant::now() + drain_timeout;
+        while !self.in_flight.is_empty() {
+            tokio::select! {
+                Some(ack) = self.ack_rx.recv() => self.on_acks(ack),
+                _ = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+        self.store_checkpoints().await?;
+        let abandoned = self.in_flight.len();
+        if abandoned > 0 {
+            warn!(source = %self.name, batches = abandoned, "drain timeout: unacknowledged batches will be read again on restart");
+        }
+        info!(source = %self.name, "source stopped");
+        Ok(RunSummary { abandoned })
+    }
+
+    /// Handles `first` and every ack already waiting, so that one commit stores them all:
+    /// a crash then replays at most the batches that were not yet acknowledged.
+    fn on_acks(&mut self, first: Ack) {
+        self.on_ack(first);
+        while let Ok(ack) = self.ack_rx.try_recv() {
+            self.on_ack(ack);
+        }
+    }
+
+    fn on_ack(&mut self, ack: Ack) {
+        metrics::counter!(m::BATCHES_ACKNOWLEDGED_TOTAL, "status" => status_label(ack.status))
+            .increment(1);
+        let Some(name) = self.in_flight.remove(&ack.batch_id) else {
+            return;
+        };
+        let Some(object) = self.objects.get_mut(&name) else {
+            return;
+        };
+        if object.tracker.ack(ack.batch_id, ack.status) == AckEffect::Failed {
+            warn!(source = %self.name, object = %object.origin.path, offset = object.tracker.committed(), "delivery failed; reading again from the checkpoint");
+            object.read_pos = object.tracker.committed();
+            object.read_anchor = object.tracker.committed_anchor();
+            self.in_flight.retain(|_, n| *n != name);
+        }
+    }
+
+    /// Sends a batch, handling acknowledgements while the channel is full (so that
+    /// checkpoints keep moving during a long backlog). False if the pipeline is stopping.
+    async fn send(
+        &mut self,
+        out: &mpsc::Sender<RecordBatch>,
+        batch: RecordBatch,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> bool {
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => return false,
+                permit = out.reserve() => match permit {
+                    Ok(permit) => {
+                        permit.send(batch);
+                        return true;
+                    }
+                    Err(_) => return false,
+                },
+                Some(ack) = self.ack_rx.recv() => {
+                    self.on_acks(ack);
+                    if let Err(e) = self.store_checkpoints().await {
+                        warn!(source = %self.name, error = %e, "cannot store checkpoints; will retry");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes every checkpoint that moved since the last write, in one transaction.
+    async fn store_checkpoints(&mut self) -> Result<(), CheckpointError> {
+        let now = unix_now();
+        let changed: Vec<(String, Checkpoint)> = self
+            .objects
+            .values()
+            .filter(|o| Some(o.tracker.committed()) != o.stored)
+            .map(|o| {
+                let cp = Checkpoint {
+                    offset: o.tracker.committed(),
+                    anchor: o.tracker.committed_anchor().to_string(),
+                    updated: now,
+                };
+                (o.key.clone(), cp)
+            })
+            .collect();
+        if changed.is_empty() {
+            return Ok(());
+        }
+        let checkpoints = self.checkpoints.clone();
+        let written = changed.clone();
+        tokio::task::spawn_blocking(move || {
+            let updates: Vec<(&str, &Checkpoint)> =
+                written.iter().map(|(k, c)| (k.as_str(), c)).collect();
+            checkpoints.write(&updates, &[])
+        })
+        .await
+        .expect("checkpoint writer panicked")?;
+        for (key, cp) in changed {
+            if let Some(o) = self.objects.values_mut().find(|o| o.key == key) {
+                o.stored = Some(cp.offset);
+            }
+        }
+        Ok(())
+    }
+
+    async fn poll(
+        &mut self,
+        out: &mpsc::Sender<RecordBatch>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) {
+        let listing = match self.store.list().await {
+            Ok(listing) => listing,
+            Err(e) => {
+                warn!(source = %self.name, error = %e, "cannot list objects; will retry");
+                return;
+            }
+        };
+        let first_scan = std::mem::take(&mut self.first_scan);
+        if listing.complete {
+            let present: HashSet<&str> = listing.objects.iter().map(|o| o.name.as_str()).collect();
+            let gone: Vec<String> = self
+                .objects
+                .iter()
+                .filter(|(name, o)| !present.contains(name.as_str()) && o.tracker.is_idle())
+                .map(|(name, _)| name.clone())
+                .collect();
+            for name in gone {
+                self.forget(&name, "removed");
+            }
+        }
+        for info in listing.objects {
+            if *shutdown.borrow() {
+                return;
+            }
+            if !self.objects.contains_key(&info.name) {
+                let state = self.discover(&info.name, info.len, first_scan).await;
+                self.objects.insert(info.name.clone(), state);
+            }
+            let object = self.objects.get_mut(&info.name).expect("just inserted");
+            if info.len < object.read_pos {
+                warn!(source = %self.name, object = %object.origin.path, size = info.len, offset = object.read_pos, "object shrank; reading it from the start");
+                object.restart("truncated");
+            }
+            if info.len > object.read_pos {
+                self.read_new(&info.name, info.len, out, shutdown).await;
+            }
+        }
+    }
+
+    /// Drops an object that no longer exists, and its checkpoint.
+    fn forget(&mut self, name: &str, why: &str) {
+        if let Some(object) = self.objects.remove(name) {
+            info!(source = %self.name, object = %object.origin.path, "object {why}; forgetting its checkpoint");
+            if let Err(e) = self.checkpoints.write(&[], &[&object.key]) {
+                warn!(source = %self.name, error = %e, "cannot remove a checkpoint");
+            }
+            self.in_flight.retain(|_, n| n != name);
+        }
+    }
+
+    async fn discover(&mut self, name: &str, len: u64, first_scan: bool) -> ObjectState {
+        let key = format!("{}/{}", self.name, name);
+        metrics::counter!(m::SOURCE_FILES_DISCOVERED_TOTAL).increment(1);
+        let resume = match self.checkpoints.get(&key).ok().flatten() {
+            Some(cp) => match Anchor::parse(&cp.anchor) {
+                Some(anchor)
+                    if cp.offset <= len && self.anchor_holds(name, cp.offset, anchor).await =>
+                {
+                    Some((cp.offset, anchor))
+                }
+                _ => {
+                    warn!(source = %self.name, object = %name, offset = cp.offset, "object rewritten since its checkpoint; reading it from the start");
+                    metrics::counter!(m::SOURCE_RESETS_TOTAL, "reason" => "rewritten").increment(1);
+                    None
+                }
+            },
+            None if first_scan && self.options.start_at == StartAt::End => {
+                self.end_of_records(name, len).await
+            }
+            None => None,
+        };
+        let (start, anchor) = resume.unwrap_or((0, Anchor::START));
+        debug!(source = %self.name, object = %name, offset = start, "following object");
+        ObjectState {
+            key,
+            origin: Arc::new(Origin {
+                source: self.name.clone(),
+                path: name.into(),
+            }),
+            read_pos: start,
+            read_anchor: anchor,
+            tracker: RangeTracker::new(start, anchor),
+            stored: resume.map(|(offset, _)| offset),
+        }
+    }
+
+    /// Reads `name` from its read position up to `len`, sending batches of records.
+    async fn read_new(
+        &mut self,
+        name: &str,
+        len: u64,
+        out: &mpsc::Sender<RecordBatch>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) {
+        let chunk = self.options.read_chunk_bytes;
+        let mut want = chunk;
+        loop {
+            let Some(object) = self.objects.get(name) else {
+                return;
+            };
+            let pos = object.read_pos;
+            let available = len.saturating_sub(pos);
+            if available == 0 || *shutdown.borrow() {
+                return;
+            }
+            let n = (available as usize).min(want);
+            // Read the anchor's bytes too, to notice a rewrite before trusting the offset.
+            let anchor = object.read_anchor;
+            let back = anchor.len as usize;
+            let mut data = match self.store.read(name, pos - back as u64, back + n).await {
+                Ok(d) => d,
+                Err(StoreError::NotFound(_)) => {
+                    warn!(source = %self.name, object = %name, offset = pos, "object deleted while being read");
+                    metrics::counter!(m::SOURCE_RESETS_TOTAL, "reason" => "deleted").increment(1);
+                    self.forget(name, "deleted");
+                    return;
+                }
+                Err(e) => {
+                    warn!(source = %self.name, object = %name, offset = pos, error = %e, "read failed; will retry");
+                    return;
+                }
+            };
+            let object = self.objects.get_mut(name).expect("known object");
+            if data.len() < back || !anchor.matches(&data[..back]) {
+                warn!(source = %self.name, object = %object.origin.path, offset = pos, "object rewritten under us; reading it from the start");
+                object.restart("rewritten");
+                want = chunk;
+                continue;
+            }
+            data.drain(..back);
+            metrics::counter!(m::SOURCE_BYTES_READ_TOTAL).increment(data.len() as u64);
+            let ex = extract(&data, pos == 0);
+            for e in &ex.errors {
+                warn!(source = %self.name, object = %object.origin.path, offset = pos + e.at as u64, error = %e.kind, "malformed data between records skipped");
+                metrics::counter!(m::SOURCE_EXTRACT_ERRORS_TOTAL, "reason" => e.kind.reason())
+                    .increment(1);
+            }
+            let end = pos + ex.consumed as u64;
+            let end_anchor = Anchor::of(&data[..ex.consumed]);
+            if !ex.records.is_empty() {
+                let batch_id = self.next_batch;
+                self.next_batch += 1;
+                object.tracker.push_batch(batch_id, end, end_anchor);
+                object.read_pos = end;
+                object.read_anchor = end_anchor;
+                let batch = RecordBatch {
+                    origin: object.origin.clone(),
+                    data: Bytes::from(data),
+                    start: pos,
+                    records: ex.records,
+                    finalizer: Finalizer::new(batch_id, self.ack_tx.clone()),
+                };
+                self.in_flight.insert(batch_id, name.to_owned());
+                if !self.send(out, batch, shutdown).await {
+                    return;
+                }
+            } else if ex.consumed > 0 {
+                object.skip_to(end, end_anchor);
+            }
+            if ex.complete {
+                return;
+            }
+            match ex.partial {
+                // The record goes on past what was read: read more at once, up to the limit.
+                Some(start) if ex.consumed == 0 && (n as u64) < available => {
+                    if want < self.options.max_record_bytes {
+                        want = (want * 2).min(self.options.max_record_bytes);
+                        continue;
+                    }
+                    let rec_start = pos + start as u64;
+                    let Some((rec_end, rec_anchor)) = self.skip_record(name, rec_start, len).await
+                    else {
+                        return; // not complete yet
+                    };
+                    warn!(source = %self.name, object = %name, offset = rec_start, bytes = rec_end - rec_start, limit = self.options.max_record_bytes, "record larger than max_record_bytes skipped");
+                    metrics::counter!(m::SOURCE_EXTRACT_ERRORS_TOTAL, "reason" => "record_too_large").increment(1);
+                    if let Some(object) = self.objects.get_mut(name) {
+                        object.skip_to(rec_end, rec_anchor);
+                    }
+                    want = chunk;
+                }
+                Some(_) if (n as u64) >= available => return, // wait for the writer
+                _ if ex.consumed == 0 => return,              // only whitespace so far
+                _ => want = chunk,
+            }
+        }
+    }
+
+    /// Streams over an oversized record starting at `start`; returns the offset just after
+    /// it and that offset's anchor.
+    async fn skip_record(&self, name: &str, start: u64, len: u64) -> Option<(u64, Anchor)> {
+        let mut scanner = BraceScanner::default();
+        let mut pos = start;
+        while pos < len {
+            let buf = self.store.read(name, pos, 1 << 20).await.ok()?;
+            if buf.is_empty() {
+                return None;
+            }
+            if let Some(end) = scanner.scan(&buf) {
+                let end_abs = pos + end as u64;
+                let from = end_abs.saturating_sub(ANCHOR_BYTES as u64).max(start);
+                let tail = self
+                    .store
+                    .read(name, from, (end_abs - from) as usize)
+                    .await
+                    .ok()?;
+                return Some((end_abs, Anchor::of(&tail)));
+            }
+            pos += buf.len() as u64;
+        }
+        None
+    }
+
+    /// True if the `anchor.len` bytes before `offset` still hash to the anchor.
+    async fn anchor_holds(&self, name: &str, offset: u64, anchor: Anchor) -> bool {
+        let back = (anchor.len as u64).min(offset);
+        match self.store.read(name, offset - back, back as usize).await {
+            Ok(bytes) => anchor.matches(&bytes),
+            Err(_) => false,
+        }
+    }
+
+    /// Where to start in an object for `start_at = "end"`: just before its closing `]`,
+    /// found in its last bytes (a record boundary: the next record goes there). An object
+    /// without a closing `]` yet is read through once to find its last complete record.
+    async fn end_of_records(&self, name: &str, len: u64) -> Option<(u64, Anchor)> {
+        let tail_len = len.min(4096);
+        let tail = self
+            .store
+            .read(name, len - tail_len, tail_len as usize)
+            .await
+            .ok()?;
+        let trim = |mut end: usize| {
+            while end > 0 && tail[end - 1].is_ascii_whitespace() {
+                end -= 1;
+            }
+            end
+        };
+        let mut end = trim(tail.len());
+        if end > 0 && tail[end - 1] == b'}' {
+            end = trim(end - 1);
+        }
+        if end > 0 && tail[end - 1] == b']' {
+            let at = len - tail_len + end as u64 - 1;
+            let from = at.saturating_sub(ANCHOR_BYTES as u64);
+            let before = self
+                .store
+                .read(name, from, (at - from) as usize)
+                .await
+                .ok()?;
+            return Some((at, Anchor::of(&before)));
+        }
+        let all = self.store.read(name, 0, len as usize).await.ok()?;
+        let consumed = extract(&all, true).consumed;
+        Some((consumed as u64, Anchor::of(&all[..consumed])))
+    }
+}
+
+fn status_label(s: BatchStatus) -> &'static str {
+    match s {
+        BatchStatus::Delivered => "delivered",
+        BatchStatus::Dropped => "dropped",
+        BatchStatus::Failed => "failed",
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

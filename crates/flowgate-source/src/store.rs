@@ -1,0 +1,47 @@
+//! Where followed objects live: a local directory or a blob container.
+//!
+//! A [`crate::Follower`] needs only two things of a store: which objects exist (and how
+//! long they are), and a byte range of one of them. Everything else — extracting records,
+//! acknowledgements, checkpoints, anchors — is the same for every store.
+
+use std::future::Future;
+
+/// An object (file or blob) and its current length.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// Path relative to the store's root, or blob name: part of the checkpoint key.
+    pub name: String,
+    pub len: u64,
+}
+
+/// The result of one listing.
+#[derive(Debug, Default)]
+pub struct Listing {
+    pub objects: Vec<ObjectInfo>,
+    /// True if every existing object is listed, so that one missing from the listing is
+    /// gone; false for a partial listing (only the objects that can still change).
+    pub complete: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The object (or the container) does not exist (any more).
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// Anything else; the follower retries at its next poll.
+    #[error("{0}")]
+    Other(String),
+}
+
+pub trait ObjectStore: Send + Sync + 'static {
+    /// Lists the objects worth looking at now.
+    fn list(&self) -> impl Future<Output = Result<Listing, StoreError>> + Send;
+
+    /// Reads `len` bytes from `offset` (fewer at the end of the object).
+    fn read(
+        &self,
+        name: &str,
+        offset: u64,
+        len: usize,
+    ) -> impl Future<Output = Result<Vec<u8>, StoreError>> + Send;
+}
