@@ -2,7 +2,7 @@
 //! environment variables, checked by pure `validate()` functions (no I/O).
 
 use flowgate_sink::SinkConfig;
-use flowgate_source::LocalSourceConfig;
+use flowgate_source::{BlobSourceConfig, LocalSourceConfig};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -38,6 +38,7 @@ struct RawConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub enum SourceConfig {
     Local(LocalSourceConfig),
+    AzureBlob(BlobSourceConfig),
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -129,11 +130,13 @@ impl Config {
         let mut sources = BTreeMap::new();
         for (name, mut table) in raw.sources {
             let prefix = format!("sources.{name}");
-            let config = match take_type(&prefix, &mut table, "local")?.as_str() {
+            let known = "local, azure_blob";
+            let config = match take_type(&prefix, &mut table, known)?.as_str() {
                 "local" => SourceConfig::Local(typed(&prefix, table)?),
+                "azure_blob" => SourceConfig::AzureBlob(typed(&prefix, table)?),
                 other => {
                     return Err(format!(
-                        "{prefix}.type: unknown source type {other:?} (local)"
+                        "{prefix}.type: unknown source type {other:?} ({known})"
                     ))
                 }
             };
@@ -172,8 +175,10 @@ impl Config {
         }
         for (name, source) in &self.sources {
             check_name("sources", name)?;
+            let prefix = format!("sources.{name}");
             match source {
-                SourceConfig::Local(c) => c.validate(&format!("sources.{name}"))?,
+                SourceConfig::Local(c) => c.validate(&prefix)?,
+                SourceConfig::AzureBlob(c) => c.validate(&prefix)?,
             }
         }
         for (name, sink) in &self.sinks {
@@ -286,7 +291,9 @@ type = "stdout"
         let c = parse(BASE, &[]).unwrap();
         c.validate().unwrap();
         assert_eq!(c.pipeline.channel_capacity, 4);
-        let SourceConfig::Local(l) = &c.sources["sample"];
+        let SourceConfig::Local(l) = &c.sources["sample"] else {
+            panic!()
+        };
         assert_eq!(l.poll_interval_secs, 5.0);
     }
 
@@ -363,7 +370,9 @@ type = "stdout"
         )
         .unwrap();
         assert_eq!(c.pipeline.channel_capacity, 9);
-        let SourceConfig::Local(l) = &c.sources["sample"];
+        let SourceConfig::Local(l) = &c.sources["sample"] else {
+            panic!()
+        };
         assert_eq!(l.path, PathBuf::from("/data/flows"));
         let SinkConfig::Stdout(s) = &c.sinks["out"] else {
             panic!()

@@ -5,3 +5,4 @@ pub mod config;
 pub mod convert;
 pub mod generate;
 pub mod pipeline;
+pub mod simulate;

@@ -2,9 +2,10 @@
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use flowgate::config::{Config, LogFormat};
+use flowgate::config::{Config, LogFormat, SourceConfig};
 use flowgate::convert;
 use flowgate::generate::{document, Generator, Schema, Target};
+use flowgate::simulate::SimulateSpec;
 use flowgate_sink::encode::{Encoder, Format, Framing, SyslogConfig, SyslogKind};
 use flowgate_source::CheckpointStore;
 use std::io::Write;
@@ -55,6 +56,37 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Write flow logs into the storage account of an `azure_blob` source, the way Network
+    /// Watcher does (for tests, demos and benchmarks).
+    Simulate {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The `[sources.NAME]` whose account and container to write to.
+        #[arg(long)]
+        source: String,
+        /// nsg-v1, nsg-v2 or vnet.
+        #[arg(long, default_value = "nsg-v2", value_parser = parse_schema)]
+        schema: Schema,
+        #[arg(long, default_value_t = 2)]
+        nsgs: usize,
+        /// NICs per NSG (one blob each per hour).
+        #[arg(long, default_value_t = 1)]
+        macs: usize,
+        /// Records written to each blob.
+        #[arg(long, default_value_t = 5)]
+        intervals: usize,
+        /// Seconds between two intervals (Network Watcher: 60).
+        #[arg(long, default_value_t = 60.0)]
+        interval_secs: f64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Epoch seconds of the first record (default: now).
+        #[arg(long)]
+        start: Option<u64>,
+        /// Also write each blob's content to this directory.
+        #[arg(long)]
+        mirror: Option<PathBuf>,
+    },
     /// Write a realistic, seeded PT1H.json (for benchmarks and demos).
     Generate {
         /// nsg-v1, nsg-v2 or vnet.
@@ -97,6 +129,35 @@ fn main() -> ExitCode {
             seed,
             out,
         } => generate(schema, mib, seed, &out),
+        Command::Simulate {
+            config,
+            source,
+            schema,
+            nsgs,
+            macs,
+            intervals,
+            interval_secs,
+            seed,
+            start,
+            mirror,
+        } => {
+            let spec = SimulateSpec {
+                schema,
+                nsgs,
+                macs,
+                intervals,
+                interval: std::time::Duration::from_secs_f64(interval_secs),
+                seed,
+                start_epoch_secs: start.unwrap_or_else(|| {
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_secs() / 60 * 60)
+                        .unwrap_or(0)
+                }),
+                mirror,
+            };
+            simulate(&config, &source, &spec)
+        }
     };
     match result {
         Ok(code) => code,
@@ -114,6 +175,28 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
         c.downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
+}
+
+fn simulate(path: &Path, source: &str, spec: &SimulateSpec) -> Result<ExitCode> {
+    let config = load(path)?;
+    let Some(SourceConfig::AzureBlob(blob)) = config.sources.get(source) else {
+        anyhow::bail!(
+            "{}: sources.{source} is not an azure_blob source",
+            path.display()
+        );
+    };
+    let container = blob
+        .build()
+        .map_err(|e| anyhow::anyhow!("sources.{source}: {e}"))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let summary = runtime.block_on(flowgate::simulate::run(&container, spec))?;
+    println!(
+        "{{\"blobs\": {}, \"records\": {}, \"tuples\": {}}}",
+        summary.blobs, summary.records, summary.tuples
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn generate(schema: Schema, mib: usize, seed: u64, out: &Path) -> Result<ExitCode> {

@@ -66,18 +66,26 @@ pub async fn run(
 
     let mut sources = Vec::new();
     for (name, source) in &config.sources {
-        let SourceConfig::Local(c) = source;
-        let follower = Follower::new(
-            name,
-            LocalDir::new(&c.path),
-            c.follow_options(),
-            store.clone(),
-        );
-        sources.push(tokio::spawn(follower.run(
-            record_tx.clone(),
-            shutdown.clone(),
-            drain,
-        )));
+        let (out, stop) = (record_tx.clone(), shutdown.clone());
+        let task = match source {
+            SourceConfig::Local(c) => {
+                let follower = Follower::new(
+                    name,
+                    LocalDir::new(&c.path),
+                    c.follow_options(),
+                    store.clone(),
+                );
+                tokio::spawn(follower.run(out, stop, drain))
+            }
+            SourceConfig::AzureBlob(c) => {
+                let container = c
+                    .build()
+                    .map_err(|e| anyhow::anyhow!("sources.{name}: {e}"))?;
+                let follower = Follower::new(name, container, c.follow_options(), store.clone());
+                tokio::spawn(follower.run(out, stop, drain))
+            }
+        };
+        sources.push(task);
     }
     drop(record_tx);
     info!(

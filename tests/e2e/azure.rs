@@ -1,0 +1,509 @@
+//! The Azure Blob source against a real Azurite, started here on a free port, while
+//! `flowgate simulate` writes blobs the way Network Watcher does.
+
+use crate::support::{bin, flowgate, in_ci, lines, repo, wait_until};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// `azurite-blob` from `scripts/azurite-deps.sh` (or `FLOWGATE_AZURITE`); `None` outside CI.
+fn azurite_bin() -> Option<PathBuf> {
+    let candidates = [
+        std::env::var_os("FLOWGATE_AZURITE").map(PathBuf::from),
+        Some(repo().join(".peers/azurite/node_modules/.bin/azurite-blob")),
+    ];
+    if let Some(found) = candidates.into_iter().flatten().find(|p| p.exists()) {
+        return Some(found);
+    }
+    assert!(
+        !in_ci(),
+        "CI=true but Azurite is missing: run scripts/azurite-deps.sh"
+    );
+    eprintln!("skipping: Azurite not installed (scripts/azurite-deps.sh)");
+    None
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Azurite {
+    bin: PathBuf,
+    port: u16,
+    data: PathBuf,
+    child: Option<Child>,
+}
+
+impl Azurite {
+    fn start(bin: PathBuf, data: PathBuf) -> Azurite {
+        let mut a = Azurite {
+            bin,
+            port: free_port(),
+            data,
+            child: None,
+        };
+        a.restart();
+        a
+    }
+
+    /// (Re)starts on the same port and data directory; returns when it listens.
+    fn restart(&mut self) {
+        let mut child = Command::new(&self.bin)
+            .args([
+                "--blobHost",
+                "127.0.0.1",
+                "--blobPort",
+                &self.port.to_string(),
+            ])
+            .arg("--location")
+            .arg(&self.data)
+            // --loose: ranges under 4 MiB ask for a CRC64 Azurite does not compute;
+            // --disableTelemetry: nothing leaves the machine.
+            .args(["--skipApiVersionCheck", "--loose", "--disableTelemetry"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("azurite starts");
+        let stdout = child.stdout.take().unwrap();
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if reader.read_line(&mut line).unwrap() == 0 {
+                panic!("azurite exited before listening");
+            }
+            if line.contains("successfully listens") {
+                break;
+            }
+        }
+        // Keep draining its output so that it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in reader.lines() {});
+        self.child = Some(child);
+    }
+
+    /// SIGTERM and wait: Azurite saves its metadata every few seconds, and SIGKILL would
+    /// lose the latest writes (a test of flowgate, not of Azurite's durability).
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            if !wait_until(Duration::from_secs(10), || c.try_wait().unwrap().is_some()) {
+                let _ = c.kill();
+            }
+            let _ = c.wait();
+        }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}/devstoreaccount1", self.port)
+    }
+}
+
+impl Drop for Azurite {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+struct Service {
+    dir: tempfile::TempDir,
+    azurite: Azurite,
+    child: Option<Child>,
+}
+
+impl Service {
+    /// Azurite plus a flowgate config with an `azure_blob` source and a file sink.
+    fn new() -> Option<Service> {
+        let bin = azurite_bin()?;
+        let dir = tempfile::tempdir().unwrap();
+        let azurite = Azurite::start(bin, dir.path().join("azurite"));
+        let config = format!(
+            r#"
+[sources.azure]
+type = "azure_blob"
+use_emulator = true
+endpoint = "{endpoint}"
+poll_interval_secs = 0.2
+request_timeout_secs = 5
+
+[sinks.file]
+type = "file"
+path = "{out}"
+
+[checkpoints]
+path = "{cp}"
+
+[pipeline]
+drain_timeout_secs = 10
+"#,
+            endpoint = azurite.endpoint(),
+            out = dir.path().join("out.cef").display(),
+            cp = dir.path().join("cp.redb").display(),
+        );
+        std::fs::write(dir.path().join("flowgate.toml"), config).unwrap();
+        Some(Service {
+            dir,
+            azurite,
+            child: None,
+        })
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn config(&self) -> String {
+        self.path("flowgate.toml").display().to_string()
+    }
+
+    fn start(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.path("stderr.log"))
+            .unwrap();
+        self.child = Some(
+            Command::new(bin())
+                .args(["run", "--config", &self.config()])
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        );
+    }
+
+    fn stop(&mut self) {
+        let mut child = self.child.take().unwrap();
+        let pid = child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(wait_until(Duration::from_secs(30), || child
+            .try_wait()
+            .unwrap()
+            .is_some()));
+        let status = child.wait().unwrap();
+        assert!(status.success(), "exit {status}: {}", self.log());
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.path("stderr.log")).unwrap_or_default()
+    }
+
+    /// Runs `flowgate simulate`, mirroring what it commits into `mirror`.
+    fn simulate(&self, extra: &[&str], mirror: &Path) -> serde_json::Value {
+        let config = self.config();
+        let mut args = vec![
+            "simulate", "--config", &config, "--source", "azure", "--mirror",
+        ];
+        let mirror = mirror.display().to_string();
+        args.push(&mirror);
+        args.extend_from_slice(extra);
+        let out = flowgate(&args, None);
+        assert!(
+            out.status.success(),
+            "simulate: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn output(&self) -> Vec<String> {
+        lines(&self.path("out.cef"))
+    }
+
+    fn wait_for_lines(&self, n: usize) {
+        let ok = wait_until(Duration::from_secs(60), || self.output().len() >= n);
+        assert!(
+            ok,
+            "expected {n} lines, have {}\n{}",
+            self.output().len(),
+            self.log()
+        );
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Each mirrored blob converted, keyed by NSG (`deviceExternalId`): what must arrive, in
+/// this order per blob.
+fn expected_per_blob(mirror: &Path) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut stack = vec![mirror.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let conv = flowgate(&["convert", path.to_str().unwrap()], None);
+                assert!(conv.status.success());
+                for line in String::from_utf8(conv.stdout).unwrap().lines() {
+                    out.entry(blob_key(line)).or_default().push(line.to_owned());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The NSG and MAC of a CEF line: one blob per hour.
+fn blob_key(line: &str) -> String {
+    let field = |k: &str| {
+        line.split(' ')
+            .find_map(|f| f.strip_prefix(k))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    format!(
+        "{}|{}",
+        field("deviceExternalId="),
+        field("smac=") + &field("dmac=")
+    )
+}
+
+fn per_blob(lines: &[String]) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for l in lines {
+        out.entry(blob_key(l)).or_default().push(l.clone());
+    }
+    out
+}
+
+#[test]
+fn blobs_written_while_running_arrive_exactly_once_in_order() {
+    let Some(mut s) = Service::new() else { return };
+    s.start();
+    let mirror = s.path("mirror");
+    let summary = s.simulate(
+        &[
+            "--nsgs",
+            "2",
+            "--macs",
+            "2",
+            "--intervals",
+            "6",
+            "--interval-secs",
+            "0.3",
+            "--start",
+            "1709546400",
+        ],
+        &mirror,
+    );
+    let tuples = summary["tuples"].as_u64().unwrap() as usize;
+    s.wait_for_lines(tuples);
+    std::thread::sleep(Duration::from_millis(500));
+    s.stop();
+    let got = s.output();
+    assert_eq!(got.len(), tuples, "exactly once");
+    assert_eq!(
+        per_blob(&got),
+        expected_per_blob(&mirror),
+        "in order per blob"
+    );
+}
+
+#[test]
+fn a_restart_in_the_middle_loses_nothing_and_repeats_nothing() {
+    let Some(mut s) = Service::new() else { return };
+    let mirror = s.path("mirror");
+    s.start();
+    s.simulate(
+        &[
+            "--nsgs",
+            "2",
+            "--intervals",
+            "3",
+            "--interval-secs",
+            "0.2",
+            "--start",
+            "1709546400",
+        ],
+        &mirror,
+    );
+    assert!(wait_until(Duration::from_secs(30), || !s
+        .output()
+        .is_empty()));
+    s.stop();
+    // Written while flowgate is down, and the hour rolls over into new blobs.
+    s.simulate(
+        &[
+            "--nsgs",
+            "2",
+            "--intervals",
+            "2",
+            "--interval-secs",
+            "0.2",
+            "--start",
+            "1709549940",
+            "--seed",
+            "2",
+        ],
+        &mirror,
+    );
+    s.start();
+    let expected = expected_per_blob(&mirror);
+    let total: usize = expected.values().map(Vec::len).sum();
+    s.wait_for_lines(total);
+    std::thread::sleep(Duration::from_millis(500));
+    s.stop();
+    assert_eq!(per_blob(&s.output()), expected);
+}
+
+#[test]
+fn azurite_down_for_a_while_then_back_recovers_by_itself() {
+    let Some(mut s) = Service::new() else { return };
+    let mirror = s.path("mirror");
+    s.simulate(
+        &[
+            "--nsgs",
+            "1",
+            "--intervals",
+            "2",
+            "--interval-secs",
+            "0.1",
+            "--start",
+            "1709546400",
+        ],
+        &mirror,
+    );
+    s.start();
+    let first: usize = expected_per_blob(&mirror).values().map(Vec::len).sum();
+    s.wait_for_lines(first);
+    s.azurite.stop();
+    let down = std::time::Instant::now();
+    let reported = wait_until(Duration::from_secs(30), || {
+        s.log().contains("cannot list objects")
+    });
+    assert!(reported, "the outage is reported: {}", s.log());
+    std::thread::sleep(Duration::from_secs(10).saturating_sub(down.elapsed()));
+    s.azurite.restart();
+    s.simulate(
+        &[
+            "--nsgs",
+            "1",
+            "--intervals",
+            "4",
+            "--interval-secs",
+            "0.1",
+            "--start",
+            "1709546400",
+        ],
+        &mirror,
+    );
+    let expected = expected_per_blob(&mirror);
+    let total: usize = expected.values().map(Vec::len).sum();
+    s.wait_for_lines(total);
+    std::thread::sleep(Duration::from_millis(500));
+    s.stop();
+    assert_eq!(
+        per_blob(&s.output()),
+        expected,
+        "nothing lost, nothing repeated"
+    );
+}
+
+#[test]
+fn a_blob_deleted_by_retention_is_forgotten_and_the_rest_still_flows() {
+    let Some(mut s) = Service::new() else { return };
+    let mirror = s.path("mirror");
+    s.simulate(
+        &[
+            "--nsgs",
+            "2",
+            "--intervals",
+            "2",
+            "--interval-secs",
+            "0.1",
+            "--start",
+            "1709546400",
+        ],
+        &mirror,
+    );
+    s.start();
+    let first: usize = expected_per_blob(&mirror).values().map(Vec::len).sum();
+    s.wait_for_lines(first);
+
+    // Retention deletes NSG-00's blob; NSG-01's keeps growing.
+    let config = flowgate::config::Config::load(&s.path("flowgate.toml")).unwrap();
+    let flowgate::config::SourceConfig::AzureBlob(blob) = &config.sources["azure"] else {
+        panic!()
+    };
+    let container = blob.build().unwrap();
+    let doomed = flowgate::simulate::blob_name(
+        flowgate::generate::Schema::NsgV2,
+        &flowgate::generate::Target {
+            name: "NSG-00".into(),
+            ..Default::default()
+        },
+        "000D3A000001",
+        1_709_546_400,
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(container.delete(&doomed)).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(20), || s
+            .log()
+            .contains("object removed")),
+        "{}",
+        s.log()
+    );
+
+    let more = s.path("more");
+    s.simulate(
+        &[
+            "--nsgs",
+            "2",
+            "--intervals",
+            "4",
+            "--interval-secs",
+            "0.1",
+            "--start",
+            "1709546400",
+        ],
+        &more,
+    );
+    // NSG-00's blob was written anew from its first record: delivered again from its start.
+    let expected = expected_per_blob(&more);
+    let total: usize = first + expected.values().map(Vec::len).sum::<usize>()
+        - expected_per_blob(&mirror)
+            .iter()
+            .filter(|(k, _)| k.contains("NSG-01"))
+            .map(|(_, v)| v.len())
+            .sum::<usize>();
+    s.wait_for_lines(total);
+    std::thread::sleep(Duration::from_millis(500));
+    s.stop();
+    let got = per_blob(&s.output());
+    let nsg01 = |m: &BTreeMap<String, Vec<String>>| {
+        m.iter()
+            .filter(|(k, _)| k.contains("NSG-01"))
+            .flat_map(|(_, v)| v.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        nsg01(&got),
+        nsg01(&expected),
+        "the other blob: every tuple once, in order"
+    );
+    assert!(
+        s.log().contains("NSG-00"),
+        "the deletion names the blob: {}",
+        s.log()
+    );
+}
