@@ -72,7 +72,14 @@ fn convert_garbage_is_reported() {
 
 #[test]
 fn validate_accepts_the_shipped_configs() {
-    for config in ["configs/flowgate.toml", "configs/file-sink.example.toml"] {
+    for config in [
+        "configs/flowgate.toml",
+        "configs/file-sink.example.toml",
+        "configs/azure-connection-string.example.toml",
+        "configs/azure-access-key.example.toml",
+        "configs/azure-sas.example.toml",
+        "configs/azurite.example.toml",
+    ] {
         let out = flowgate(&["validate", "--config", config], None);
         assert!(out.status.success(), "{config}: {}", stderr(&out));
         assert!(String::from_utf8_lossy(&out.stdout).contains("valid (1 source, 1 sink)"));
@@ -108,4 +115,44 @@ fn validate_names_the_offending_key() {
         "{}",
         stderr(&out)
     );
+}
+
+#[test]
+fn secrets_never_appear_in_validate_output_or_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("secret.toml");
+    let cases = [
+        // A malformed connection string: the parser's own message would quote it.
+        "connection_string = \"AccountName=acct;AccountKey=TOPSECRETKEY==;BrokenPart\"",
+        // Valid credentials, but two at once.
+        "connection_string = \"AccountName=acct;AccountKey=TOPSECRETKEY==\"\nsas_token = \"sv=1&sig=TOPSECRETKEY\"",
+        // A key without its account.
+        "access_key = \"TOPSECRETKEY==\"",
+    ];
+    for credentials in cases {
+        std::fs::write(
+            &config,
+            format!(
+                "[sources.s]\ntype = \"azure_blob\"\n{credentials}\n[sinks.o]\ntype = \"stdout\"\n"
+            ),
+        )
+        .unwrap();
+        let out = flowgate(&["validate", "--config", config.to_str().unwrap()], None);
+        assert_eq!(out.status.code(), Some(2), "{credentials}");
+        let all = format!("{}{}", stderr(&out), String::from_utf8_lossy(&out.stdout));
+        assert!(
+            all.contains("sources.s"),
+            "the error names the source: {all}"
+        );
+        assert!(!all.contains("TOPSECRETKEY"), "secret leaked: {all}");
+    }
+    // And a valid one: the success line shows nothing of it either.
+    std::fs::write(
+        &config,
+        "[sources.s]\ntype = \"azure_blob\"\naccount = \"acct\"\naccess_key = \"TOPSECRETKEY==\"\n[sinks.o]\ntype = \"stdout\"\n",
+    )
+    .unwrap();
+    let out = flowgate(&["validate", "--config", config.to_str().unwrap()], None);
+    assert!(out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("TOPSECRETKEY"));
 }
