@@ -132,6 +132,8 @@ use_emulator = true
 endpoint = "{endpoint}"
 poll_interval_secs = 0.2
 request_timeout_secs = 5
+# These tests write blobs dated 2024: list the whole container on every poll.
+full_listing_interval_secs = 0.2
 
 [sinks.file]
 type = "file"
@@ -240,7 +242,7 @@ impl Drop for Service {
 /// Each mirrored blob converted, keyed by NSG (`deviceExternalId`): what must arrive, in
 /// this order per blob.
 fn expected_per_blob(mirror: &Path) -> BTreeMap<String, Vec<String>> {
-    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut files = Vec::new();
     let mut stack = vec![mirror.to_owned()];
     while let Some(dir) = stack.pop() {
         for entry in std::fs::read_dir(&dir).unwrap() {
@@ -248,29 +250,36 @@ fn expected_per_blob(mirror: &Path) -> BTreeMap<String, Vec<String>> {
             if path.is_dir() {
                 stack.push(path);
             } else {
-                let conv = flowgate(&["convert", path.to_str().unwrap()], None);
-                assert!(conv.status.success());
-                for line in String::from_utf8(conv.stdout).unwrap().lines() {
-                    out.entry(blob_key(line)).or_default().push(line.to_owned());
-                }
+                files.push(path);
             }
+        }
+    }
+    // Name order is time order (`h=10` before `h=11`): the order blobs are read in.
+    files.sort();
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for path in files {
+        let conv = flowgate(&["convert", path.to_str().unwrap()], None);
+        assert!(conv.status.success());
+        for line in String::from_utf8(conv.stdout).unwrap().lines() {
+            out.entry(blob_key(line)).or_default().push(line.to_owned());
         }
     }
     out
 }
 
-/// The NSG and MAC of a CEF line: one blob per hour.
+/// The NSG and NIC of a CEF line: its blob (one per hour).
 fn blob_key(line: &str) -> String {
     let field = |k: &str| {
-        line.split(' ')
-            .find_map(|f| f.strip_prefix(k))
+        line.find(k)
+            .map(|at| line[at + k.len()..].split(' ').next().unwrap_or_default())
             .unwrap_or_default()
             .to_owned()
     };
     format!(
-        "{}|{}",
+        "{}|{}{}",
         field("deviceExternalId="),
-        field("smac=") + &field("dmac=")
+        field(" smac="),
+        field(" dmac=")
     )
 }
 
@@ -308,6 +317,11 @@ fn blobs_written_while_running_arrive_exactly_once_in_order() {
     s.stop();
     let got = s.output();
     assert_eq!(got.len(), tuples, "exactly once");
+    assert_eq!(
+        per_blob(&got).len(),
+        4,
+        "2 NSGs x 2 NICs: four blobs told apart"
+    );
     assert_eq!(
         per_blob(&got),
         expected_per_blob(&mirror),
@@ -486,7 +500,19 @@ fn a_blob_deleted_by_retention_is_forgotten_and_the_rest_still_flows() {
             .filter(|(k, _)| k.contains("NSG-01"))
             .map(|(_, v)| v.len())
             .sum::<usize>();
-    s.wait_for_lines(total);
+    let arrived = wait_until(Duration::from_secs(60), || s.output().len() >= total);
+    let counts = |m: &BTreeMap<String, Vec<String>>| {
+        m.iter()
+            .map(|(k, v)| (k.clone(), v.len()))
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        arrived,
+        "got {:?}\nfirst {:?}\nmore {:?}",
+        counts(&per_blob(&s.output())),
+        counts(&expected_per_blob(&mirror)),
+        counts(&expected)
+    );
     std::thread::sleep(Duration::from_millis(500));
     s.stop();
     let got = per_blob(&s.output());
@@ -506,4 +532,53 @@ fn a_blob_deleted_by_retention_is_forgotten_and_the_rest_still_flows() {
         "the deletion names the blob: {}",
         s.log()
     );
+}
+
+#[test]
+fn after_a_full_listing_only_blobs_that_can_still_grow_are_listed() {
+    use flowgate_source::ObjectStore;
+    let Some(s) = Service::new() else { return };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let (old, current) = ((now - 3 * 3600).to_string(), now.to_string());
+    let mirror = s.path("mirror");
+    for start in [&old, &current] {
+        s.simulate(
+            &["--nsgs", "1", "--intervals", "1", "--start", start],
+            &mirror,
+        );
+    }
+    let config = std::fs::read_to_string(s.path("flowgate.toml")).unwrap();
+    std::fs::write(
+        s.path("flowgate.toml"),
+        config.replace(
+            "full_listing_interval_secs = 0.2",
+            "full_listing_interval_secs = 3600",
+        ),
+    )
+    .unwrap();
+    let config = flowgate::config::Config::load(&s.path("flowgate.toml")).unwrap();
+    let flowgate::config::SourceConfig::AzureBlob(blob) = &config.sources["azure"] else {
+        panic!()
+    };
+    let container = blob.build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+
+    let full = runtime.block_on(container.list()).unwrap();
+    assert!(full.complete);
+    assert_eq!(full.objects.len(), 2, "{:?}", full.objects);
+
+    let recent = runtime.block_on(container.list()).unwrap();
+    assert!(
+        !recent.complete,
+        "a partial listing never makes blobs look deleted"
+    );
+    let hour = flowgate_core::time::UtcTime::from_epoch_ms(now * 1000).hour_partition();
+    assert_eq!(recent.objects.len(), 1, "{:?}", recent.objects);
+    assert!(recent.objects[0].name.contains(&hour));
 }

@@ -11,6 +11,7 @@ pub mod batch;
 pub mod event;
 pub mod metric_names;
 pub mod secret;
+pub mod time;
 
 pub use ack::{Ack, AckSender, BatchStatus, Finalizer};
 pub use batch::{Delivery, EventBatch, Origin, RecordBatch};

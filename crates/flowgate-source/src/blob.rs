@@ -20,11 +20,13 @@ use azure_storage::{CloudLocation, ConnectionString, StorageCredentials};
 use azure_storage_blobs::prelude::{
     BlobBlockType, BlockId, BlockList, ClientBuilder, ContainerClient,
 };
+use flowgate_core::time::UtcTime;
 use flowgate_core::Secret;
 use futures::StreamExt;
 use serde::Deserialize;
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The container Network Watcher writes NSG flow logs to.
 pub const NSG_CONTAINER: &str = "insights-logs-networksecuritygroupflowevent";
@@ -71,6 +73,11 @@ pub struct BlobSourceConfig {
     /// Timeout of one request to the storage service.
     #[serde(default = "default_request_timeout")]
     pub request_timeout_secs: f64,
+    /// Seconds between two listings of the whole container. In between, a poll lists only
+    /// the current and previous hour of each NSG and NIC seen so far: the only blobs that
+    /// can still grow. New NSGs are found at the next full listing.
+    #[serde(default = "default_full_listing_interval")]
+    pub full_listing_interval_secs: f64,
 }
 
 fn default_container() -> String {
@@ -78,6 +85,9 @@ fn default_container() -> String {
 }
 fn default_request_timeout() -> f64 {
     30.0
+}
+fn default_full_listing_interval() -> f64 {
+    600.0
 }
 
 impl BlobSourceConfig {
@@ -123,6 +133,13 @@ impl BlobSourceConfig {
         }
         if !(self.request_timeout_secs > 0.0 && self.request_timeout_secs <= 600.0) {
             return Err(format!("{prefix}.request_timeout_secs must be in (0, 600]"));
+        }
+        if self.full_listing_interval_secs.is_nan()
+            || self.full_listing_interval_secs < self.poll_interval_secs
+        {
+            return Err(format!(
+                "{prefix}.full_listing_interval_secs must be at least poll_interval_secs"
+            ));
         }
         validate_follow(
             prefix,
@@ -232,6 +249,8 @@ impl BlobSourceConfig {
         Ok(AzureContainer {
             client,
             prefix: self.prefix.clone(),
+            full_listing_every: Duration::from_secs_f64(self.full_listing_interval_secs),
+            discovery: Arc::new(Mutex::new(Discovery::default())),
         })
     }
 }
@@ -241,6 +260,33 @@ impl BlobSourceConfig {
 pub struct AzureContainer {
     client: ContainerClient,
     prefix: String,
+    full_listing_every: Duration,
+    discovery: Arc<Mutex<Discovery>>,
+}
+
+/// What the last full listing taught about the container's layout.
+#[derive(Debug, Default)]
+struct Discovery {
+    last_full: Option<Instant>,
+    /// Every blob's name up to its hour partition (`.../macAddress=.../` comes after it):
+    /// one entry per NSG or flow log.
+    hour_dirs: BTreeSet<String>,
+    /// False if some blob has no `y=/m=/d=/h=` partition (the legacy layout): then every
+    /// poll lists the whole container.
+    partitioned: bool,
+}
+
+/// The part of a blob name before its `y=YYYY/m=MM/d=DD/h=HH/` partition, found wherever
+/// it is in the path (VNet and NSG paths have different depths).
+fn hour_dir(name: &str) -> Option<&str> {
+    let at = name.find("/y=")? + 1;
+    let rest = &name[at..];
+    let ok = rest.len() > 21
+        && rest.as_bytes()[6] == b'/'
+        && rest[7..].starts_with("m=")
+        && rest[12..].starts_with("d=")
+        && rest[17..].starts_with("h=");
+    ok.then_some(&name[..at])
 }
 
 /// Writing, as Network Watcher does (for `flowgate simulate`, tests and demos).
@@ -310,14 +356,18 @@ fn first_line(e: &azure_core::Error) -> String {
     e.to_string().lines().next().unwrap_or_default().to_owned()
 }
 
-impl ObjectStore for AzureContainer {
-    async fn list(&self) -> Result<Listing, StoreError> {
+impl AzureContainer {
+    /// Every `*.json` blob whose name starts with `prefix` (paged by the SDK).
+    async fn list_prefix(
+        &self,
+        prefix: &str,
+        objects: &mut Vec<ObjectInfo>,
+    ) -> Result<(), StoreError> {
         let mut pages = self
             .client
             .list_blobs()
-            .prefix(self.prefix.clone())
+            .prefix(prefix.to_owned())
             .into_stream();
-        let mut objects = Vec::new();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| store_error(self.client.container_name(), e))?;
             for blob in page.blobs.blobs() {
@@ -329,10 +379,50 @@ impl ObjectStore for AzureContainer {
                 }
             }
         }
+        Ok(())
+    }
+}
+
+impl ObjectStore for AzureContainer {
+    async fn list(&self) -> Result<Listing, StoreError> {
+        let (full_due, dirs) = {
+            let d = self.discovery.lock().expect("discovery lock");
+            let due = !d.partitioned
+                || d.last_full
+                    .is_none_or(|t| t.elapsed() >= self.full_listing_every);
+            (due, d.hour_dirs.clone())
+        };
+        let mut objects = Vec::new();
+        if full_due {
+            self.list_prefix(&self.prefix, &mut objects).await?;
+            let mut d = self.discovery.lock().expect("discovery lock");
+            d.last_full = Some(Instant::now());
+            d.partitioned = objects.iter().all(|o| hour_dir(&o.name).is_some());
+            d.hour_dirs = objects
+                .iter()
+                .filter_map(|o| hour_dir(&o.name))
+                .map(str::to_owned)
+                .collect();
+        } else {
+            // Only the hours that can still be written to: this one and the one before.
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            let hours = [now, now.saturating_sub(3600)]
+                .map(|t| UtcTime::from_epoch_ms(t * 1000).hour_partition());
+            for dir in &dirs {
+                for hour in &hours {
+                    self.list_prefix(&format!("{dir}{hour}"), &mut objects)
+                        .await?;
+                }
+            }
+        }
         objects.sort_by(|a, b| a.name.cmp(&b.name));
+        objects.dedup_by(|a, b| a.name == b.name);
         Ok(Listing {
             objects,
-            complete: true,
+            complete: full_due,
         })
     }
 
@@ -362,5 +452,26 @@ impl ObjectStore for AzureContainer {
             out.extend_from_slice(&bytes);
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hour_partitions_are_found_at_any_depth() {
+        let nsg = "resourceId=/SUBSCRIPTIONS/S/RESOURCEGROUPS/RG/PROVIDERS/MICROSOFT.NETWORK/NETWORKSECURITYGROUPS/N/y=2024/m=03/d=04/h=10/m=00/macAddress=000D3A8F7856/PT1H.json";
+        assert_eq!(
+            hour_dir(nsg),
+            Some("resourceId=/SUBSCRIPTIONS/S/RESOURCEGROUPS/RG/PROVIDERS/MICROSOFT.NETWORK/NETWORKSECURITYGROUPS/N/")
+        );
+        let vnet = "flowLogResourceID=/S_NETWORKWATCHERRG/NETWORKWATCHER_EASTUS_FL/y=2024/m=03/d=04/h=10/m=00/macAddress=1/PT1H.json";
+        assert_eq!(
+            hour_dir(vnet),
+            Some("flowLogResourceID=/S_NETWORKWATCHERRG/NETWORKWATCHER_EASTUS_FL/")
+        );
+        assert_eq!(hour_dir("myvm-nsg/2018/05/01/PT1H.json"), None);
+        assert_eq!(hour_dir("x/y=2024/PT1H.json"), None);
     }
 }

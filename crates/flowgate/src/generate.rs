@@ -176,11 +176,19 @@ impl Generator {
         self.schema
     }
 
+    /// Uses exactly these NICs (a blob holds the flows of one NIC: its `macAddress`).
+    pub fn with_macs(mut self, macs: Vec<String>) -> Self {
+        let local = self.local[0].clone();
+        self.local = macs.iter().map(|_| local.clone()).collect();
+        self.macs = macs;
+        self
+    }
+
     /// Appends one record (JSON object, no separator) for the minute ending at `epoch_secs`;
     /// returns the number of tuples in it.
     pub fn record(&mut self, epoch_secs: u64, out: &mut String) -> usize {
         let r = &mut self.rng;
-        let nmac = r.range(1, 5) as usize;
+        let nmac = (r.range(1, 5) as usize).min(self.macs.len());
         let mut macs: Vec<usize> = Vec::new();
         while macs.len() < nmac {
             let m = r.range(0, self.macs.len() as u64) as usize;

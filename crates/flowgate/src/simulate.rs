@@ -9,7 +9,7 @@
 
 use crate::generate::{Generator, Schema, Target};
 use anyhow::{Context, Result};
-use flowgate_sink::encode::write::UtcTime;
+use flowgate_core::time::UtcTime;
 use flowgate_source::AzureContainer;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -69,10 +69,12 @@ pub async fn run(container: &AzureContainer, spec: &SimulateSpec) -> Result<Simu
                 ..Target::default()
             };
             let seed = spec.seed * 1_000_003 + (n * spec.macs + m) as u64;
+            let mac = format!("000D3A{:02X}{:02X}{:02X}", n, m, spec.seed as u8);
             streams.push(Stream {
-                generator: Generator::new(spec.schema, seed, target.clone()),
+                generator: Generator::new(spec.schema, seed, target.clone())
+                    .with_macs(vec![mac.clone()]),
                 target,
-                mac: format!("000D3A{:02X}{:02X}{:02X}", n, m, spec.seed as u8),
+                mac,
             });
         }
     }
@@ -130,10 +132,9 @@ fn write_mirror(dir: &std::path::Path, name: &str, state: &BlobState) -> Result<
 
 /// The path Network Watcher gives the blob of `mac` for the hour containing `t`.
 pub fn blob_name(schema: Schema, target: &Target, mac: &str, t: u64) -> String {
-    let u = UtcTime::from_epoch_ms(t * 1000);
     let hour = format!(
-        "y={}/m={:02}/d={:02}/h={:02}/m=00/macAddress={mac}/PT1H.json",
-        u.year, u.month, u.day, u.hour
+        "{}m=00/macAddress={mac}/PT1H.json",
+        UtcTime::from_epoch_ms(t * 1000).hour_partition()
     );
     let sub = &target.subscription;
     match schema {
