@@ -582,3 +582,41 @@ fn after_a_full_listing_only_blobs_that_can_still_grow_are_listed() {
     assert_eq!(recent.objects.len(), 1, "{:?}", recent.objects);
     assert!(recent.objects[0].name.contains(&hour));
 }
+
+#[test]
+fn permanent_errors_are_reported_clearly_and_secrets_stay_out() {
+    let Some(mut s) = Service::new() else { return };
+    let base = std::fs::read_to_string(s.path("flowgate.toml")).unwrap();
+    // A key that is valid base64 but not the account's: Azurite answers 403.
+    let wrong_key = "V1JPTkdLRVlXUk9OR0tFWVdST05HS0VZV1JPTkdLRVk=";
+    let cases = [
+        (
+            base.replace(
+                "use_emulator = true",
+                &format!("account = \"devstoreaccount1\"\naccess_key = \"{wrong_key}\""),
+            ),
+            "the credential is refused or lacks read and list permission",
+        ),
+        (
+            base.replace(
+                "use_emulator = true",
+                "use_emulator = true\ncontainer = \"no-such-container\"",
+            ),
+            "the container does not exist",
+        ),
+    ];
+    for (config, message) in cases {
+        std::fs::write(s.path("flowgate.toml"), config).unwrap();
+        let _ = std::fs::remove_file(s.path("stderr.log"));
+        s.start();
+        let reported = wait_until(Duration::from_secs(20), || s.log().contains(message));
+        s.stop();
+        let log = s.log();
+        assert!(reported, "{message}: {log}");
+        assert!(log.contains("ERROR"), "reported as an error: {log}");
+        assert!(
+            !log.contains(wrong_key),
+            "the key leaked into the log: {log}"
+        );
+    }
+}

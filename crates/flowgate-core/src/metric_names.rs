@@ -12,7 +12,10 @@ pub const SOURCE_BYTES_READ_TOTAL: &str = "flowgate_source_read_bytes_total";
 pub const SOURCE_FILES_DISCOVERED_TOTAL: &str = "flowgate_source_files_discovered_total";
 /// Label `reason`: structural errors between records (offset logged).
 pub const SOURCE_EXTRACT_ERRORS_TOTAL: &str = "flowgate_source_extract_errors_total";
-/// Label `reason`: `truncated`, `rewritten`.
+/// Label `reason`: `not_found` (container), `denied` (401/403), `other` (network,
+/// throttling, 5xx after the SDK's own retries).
+pub const SOURCE_LIST_ERRORS_TOTAL: &str = "flowgate_source_list_errors_total";
+/// Label `reason`: `truncated`, `rewritten`, `deleted`.
 pub const SOURCE_RESETS_TOTAL: &str = "flowgate_source_resets_total";
 /// Label `sink`.
 pub const SINK_EVENTS_SENT_TOTAL: &str = "flowgate_sink_events_sent_total";

@@ -346,6 +346,7 @@ fn status_of(e: &azure_core::Error) -> Option<u16> {
 fn store_error(what: &str, e: azure_core::Error) -> StoreError {
     match status_of(&e) {
         Some(404) => StoreError::NotFound(what.to_owned()),
+        Some(401 | 403) => StoreError::Denied(format!("{what}: {}", first_line(&e))),
         Some(status) => StoreError::Other(format!("{what}: HTTP {status}: {}", first_line(&e))),
         None => StoreError::Other(format!("{what}: {}", first_line(&e))),
     }

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, watch};
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 /// Where to begin in objects that have no checkpoint when flowgate starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -92,7 +92,13 @@ pub struct Follower<S> {
     ack_tx: mpsc::UnboundedSender<Ack>,
     ack_rx: mpsc::UnboundedReceiver<Ack>,
     first_scan: bool,
+    /// Listings failed in a row, and when to try again.
+    failures: u32,
+    retry_at: Option<tokio::time::Instant>,
 }
+
+/// The longest wait between two attempts while the store keeps failing.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
 impl<S: ObjectStore> Follower<S> {
     pub fn new(name: &str, store: S, options: FollowOptions, checkpoints: CheckpointStore) -> Self {
@@ -108,7 +114,24 @@ impl<S: ObjectStore> Follower<S> {
             ack_tx,
             ack_rx,
             first_scan: true,
+            failures: 0,
+            retry_at: None,
         }
+    }
+
+    /// After `failures` failed listings in a row: the poll interval doubled per failure, up
+    /// to [`MAX_BACKOFF`], with up to a quarter of random jitter so that many instances do
+    /// not retry a throttling account in step.
+    fn backoff(&self) -> Duration {
+        let base =
+            self.options.poll_interval.as_secs_f64() * 2f64.powi(self.failures.min(16) as i32);
+        let capped = base.min(MAX_BACKOFF.as_secs_f64());
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let jitter = 1.0 - 0.25 * (nanos % 1000) as f64 / 1000.0;
+        Duration::from_secs_f64(capped * jitter)
     }
 
     /// Follows the store until `shutdown` turns true, then waits up to `drain_timeout` for
@@ -246,10 +269,40 @@ impl<S: ObjectStore> Follower<S> {
         out: &mpsc::Sender<RecordBatch>,
         shutdown: &mut watch::Receiver<bool>,
     ) {
+        if self
+            .retry_at
+            .is_some_and(|at| tokio::time::Instant::now() < at)
+        {
+            return;
+        }
         let listing = match self.store.list().await {
-            Ok(listing) => listing,
+            Ok(listing) => {
+                if self.failures > 0 {
+                    info!(source = %self.name, failures = self.failures, "listing works again");
+                }
+                self.failures = 0;
+                self.retry_at = None;
+                listing
+            }
             Err(e) => {
-                warn!(source = %self.name, error = %e, "cannot list objects; will retry");
+                self.failures += 1;
+                let wait = self.backoff();
+                self.retry_at = Some(tokio::time::Instant::now() + wait);
+                metrics::counter!(m::SOURCE_LIST_ERRORS_TOTAL, "reason" => error_reason(&e))
+                    .increment(1);
+                match &e {
+                    // Not fixed by waiting: say what to check (and keep trying, so that a
+                    // fixed permission or a created container needs no restart).
+                    StoreError::Denied(_) => {
+                        error!(source = %self.name, error = %e, retry_in_secs = wait.as_secs(), "cannot list objects: the credential is refused or lacks read and list permission")
+                    }
+                    StoreError::NotFound(_) => {
+                        error!(source = %self.name, error = %e, retry_in_secs = wait.as_secs(), "cannot list objects: the container does not exist")
+                    }
+                    StoreError::Other(_) => {
+                        warn!(source = %self.name, error = %e, retry_in_secs = wait.as_secs(), "cannot list objects; will retry")
+                    }
+                }
                 return;
             }
         };
@@ -501,6 +554,14 @@ impl<S: ObjectStore> Follower<S> {
         let all = self.store.read(name, 0, len as usize).await.ok()?;
         let consumed = extract(&all, true).consumed;
         Some((consumed as u64, Anchor::of(&all[..consumed])))
+    }
+}
+
+fn error_reason(e: &StoreError) -> &'static str {
+    match e {
+        StoreError::NotFound(_) => "not_found",
+        StoreError::Denied(_) => "denied",
+        StoreError::Other(_) => "other",
     }
 }
 

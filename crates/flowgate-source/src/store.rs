@@ -28,6 +28,9 @@ pub enum StoreError {
     /// The object (or the container) does not exist (any more).
     #[error("not found: {0}")]
     NotFound(String),
+    /// The credential is refused or lacks a permission (HTTP 401/403).
+    #[error("access denied: {0}")]
+    Denied(String),
     /// Anything else; the follower retries at its next poll.
     #[error("{0}")]
     Other(String),
