@@ -1,7 +1,7 @@
 //! The Azure Blob source against a real Azurite, started here on a free port, while
 //! `flowgate simulate` writes blobs the way Network Watcher does.
 
-use crate::support::{bin, flowgate, in_ci, lines, repo, wait_until};
+use crate::support::{flowgate, in_ci, repo, wait_until, Instance};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -112,18 +112,32 @@ impl Drop for Azurite {
     }
 }
 
+/// Azurite, and flowgate following its container into a file.
 struct Service {
-    dir: tempfile::TempDir,
+    // Declared first, so dropped first: flowgate stops before Azurite does.
+    fg: Instance,
     azurite: Azurite,
-    child: Option<Child>,
+}
+
+impl std::ops::Deref for Service {
+    type Target = Instance;
+    fn deref(&self) -> &Instance {
+        &self.fg
+    }
+}
+
+impl std::ops::DerefMut for Service {
+    fn deref_mut(&mut self) -> &mut Instance {
+        &mut self.fg
+    }
 }
 
 impl Service {
     /// Azurite plus a flowgate config with an `azure_blob` source and a file sink.
     fn new() -> Option<Service> {
         let bin = azurite_bin()?;
-        let dir = tempfile::tempdir().unwrap();
-        let azurite = Azurite::start(bin, dir.path().join("azurite"));
+        let fg = Instance::new();
+        let azurite = Azurite::start(bin, fg.path("azurite"));
         let config = format!(
             r#"
 [sources.azure]
@@ -146,55 +160,11 @@ path = "{cp}"
 drain_timeout_secs = 10
 "#,
             endpoint = azurite.endpoint(),
-            out = dir.path().join("out.cef").display(),
-            cp = dir.path().join("cp.redb").display(),
+            out = fg.path("out.cef").display(),
+            cp = fg.path("cp.redb").display(),
         );
-        std::fs::write(dir.path().join("flowgate.toml"), config).unwrap();
-        Some(Service {
-            dir,
-            azurite,
-            child: None,
-        })
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn config(&self) -> String {
-        self.path("flowgate.toml").display().to_string()
-    }
-
-    fn start(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.path("stderr.log"))
-            .unwrap();
-        self.child = Some(
-            Command::new(bin())
-                .args(["run", "--config", &self.config()])
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .unwrap(),
-        );
-    }
-
-    fn stop(&mut self) {
-        let mut child = self.child.take().unwrap();
-        let pid = child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        assert!(wait_until(Duration::from_secs(30), || child
-            .try_wait()
-            .unwrap()
-            .is_some()));
-        let status = child.wait().unwrap();
-        assert!(status.success(), "exit {status}: {}", self.log());
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.path("stderr.log")).unwrap_or_default()
+        std::fs::write(fg.path("flowgate.toml"), config).unwrap();
+        Some(Service { fg, azurite })
     }
 
     /// Runs `flowgate simulate`, mirroring what it commits into `mirror`.
@@ -215,27 +185,17 @@ drain_timeout_secs = 10
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
-    fn output(&self) -> Vec<String> {
-        lines(&self.path("out.cef"))
-    }
-
-    fn wait_for_lines(&self, n: usize) {
-        let ok = wait_until(Duration::from_secs(60), || self.output().len() >= n);
-        assert!(
-            ok,
-            "expected {n} lines, have {}\n{}",
-            self.output().len(),
-            self.log()
-        );
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+    /// The source's container, for what the tests do behind flowgate's back.
+    fn container(&self) -> (flowgate_source::AzureContainer, tokio::runtime::Runtime) {
+        let config = flowgate::config::Config::load(&self.path("flowgate.toml")).unwrap();
+        let flowgate::config::SourceConfig::AzureBlob(blob) = &config.sources["azure"] else {
+            panic!("the azure source")
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        (blob.build().unwrap(), runtime)
     }
 }
 
@@ -451,11 +411,7 @@ fn a_blob_deleted_by_retention_is_forgotten_and_the_rest_still_flows() {
     s.wait_for_lines(first);
 
     // Retention deletes NSG-00's blob; NSG-01's keeps growing.
-    let config = flowgate::config::Config::load(&s.path("flowgate.toml")).unwrap();
-    let flowgate::config::SourceConfig::AzureBlob(blob) = &config.sources["azure"] else {
-        panic!()
-    };
-    let container = blob.build().unwrap();
+    let (container, runtime) = s.container();
     let doomed = flowgate::simulate::blob_name(
         flowgate::generate::Schema::NsgV2,
         &flowgate::generate::Target {
@@ -465,10 +421,6 @@ fn a_blob_deleted_by_retention_is_forgotten_and_the_rest_still_flows() {
         "000D3A000001",
         1_709_546_400,
     );
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
     runtime.block_on(container.delete(&doomed)).unwrap();
     assert!(
         wait_until(Duration::from_secs(20), || s
@@ -559,15 +511,7 @@ fn after_a_full_listing_only_blobs_that_can_still_grow_are_listed() {
         ),
     )
     .unwrap();
-    let config = flowgate::config::Config::load(&s.path("flowgate.toml")).unwrap();
-    let flowgate::config::SourceConfig::AzureBlob(blob) = &config.sources["azure"] else {
-        panic!()
-    };
-    let container = blob.build().unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let (container, runtime) = s.container();
 
     let full = runtime.block_on(container.list()).unwrap();
     assert!(full.complete);

@@ -1,23 +1,35 @@
 //! `flowgate run` on a followed directory: growth, restarts, crashes, rewrites, bad data.
 
-use crate::support::{bin, fixture, flowgate, lines, wait_until};
+use crate::support::{fixture, flowgate, wait_until, Instance};
 use flowgate::generate::{Generator, Schema, Target};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 const BLOB_DIR: &str = "resourceId=/SUBSCRIPTIONS/5A2F6C1E-8B3D-4E7A-9C2B-0D1E2F3A4B5C/RESOURCEGROUPS/PROD-NETWORK-RG/PROVIDERS/MICROSOFT.NETWORK/NETWORKSECURITYGROUPS/WEB-TIER-NSG/y=2024/m=03/d=04/h=10/m=00/macAddress=000D3A8F7856";
 
+/// A followed directory with the container's layout, and flowgate writing to a file.
 struct Harness {
-    dir: tempfile::TempDir,
-    child: Option<Child>,
+    fg: Instance,
+}
+
+impl std::ops::Deref for Harness {
+    type Target = Instance;
+    fn deref(&self) -> &Instance {
+        &self.fg
+    }
+}
+
+impl std::ops::DerefMut for Harness {
+    fn deref_mut(&mut self) -> &mut Instance {
+        &mut self.fg
+    }
 }
 
 impl Harness {
     fn new(read_chunk_bytes: usize) -> Harness {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("logs").join(BLOB_DIR)).unwrap();
+        let fg = Instance::new();
+        std::fs::create_dir_all(fg.path("logs").join(BLOB_DIR)).unwrap();
         let config = format!(
             r#"
 [sources.test]
@@ -37,90 +49,16 @@ path = "{cp}"
 channel_capacity = 2
 drain_timeout_secs = 10
 "#,
-            logs = dir.path().join("logs").display(),
-            out = dir.path().join("out.cef").display(),
-            cp = dir.path().join("cp.redb").display(),
+            logs = fg.path("logs").display(),
+            out = fg.path("out.cef").display(),
+            cp = fg.path("cp.redb").display(),
         );
-        std::fs::write(dir.path().join("flowgate.toml"), config).unwrap();
-        Harness { dir, child: None }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+        std::fs::write(fg.path("flowgate.toml"), config).unwrap();
+        Harness { fg }
     }
 
     fn blob(&self) -> PathBuf {
         self.path("logs").join(BLOB_DIR).join("PT1H.json")
-    }
-
-    fn start(&mut self) {
-        let stderr = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.path("stderr.log"))
-            .unwrap();
-        self.child = Some(
-            Command::new(bin())
-                .args([
-                    "run",
-                    "--config",
-                    self.path("flowgate.toml").to_str().unwrap(),
-                ])
-                .stdout(Stdio::null())
-                .stderr(stderr)
-                .spawn()
-                .unwrap(),
-        );
-    }
-
-    /// SIGTERM, then the exit status must be 0.
-    fn stop(&mut self) {
-        let mut child = self.child.take().unwrap();
-        let pid = child.id().to_string();
-        assert!(Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success());
-        let ok = wait_until(Duration::from_secs(20), || {
-            child.try_wait().unwrap().is_some()
-        });
-        assert!(ok, "flowgate did not stop after SIGTERM");
-        let status = child.wait().unwrap();
-        assert!(status.success(), "exit status {status}: {}", self.stderr());
-    }
-
-    fn kill9(&mut self) {
-        let mut child = self.child.take().unwrap();
-        child.kill().unwrap();
-        child.wait().unwrap();
-    }
-
-    fn output(&self) -> Vec<String> {
-        lines(&self.path("out.cef"))
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(self.path("stderr.log")).unwrap_or_default()
-    }
-
-    fn wait_for_lines(&self, n: usize) {
-        let ok = wait_until(Duration::from_secs(60), || self.output().len() >= n);
-        assert!(
-            ok,
-            "expected {n} lines, have {}\n{}",
-            self.output().len(),
-            self.stderr()
-        );
-    }
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
     }
 }
 
@@ -291,7 +229,7 @@ fn a_rewritten_file_is_read_again_from_the_start() {
     h.wait_for_lines(expected_first.len() + expected_second.len());
     h.stop();
     assert_eq!(h.output()[expected_first.len()..], expected_second[..]);
-    assert!(h.stderr().contains("rewritten"), "{}", h.stderr());
+    assert!(h.log().contains("rewritten"), "{}", h.log());
 }
 
 #[test]
@@ -303,7 +241,7 @@ fn a_malformed_record_is_logged_with_its_offset_and_skipped() {
     std::thread::sleep(Duration::from_millis(500));
     h.stop();
     assert_eq!(h.output().len(), 3, "the good tuples around the bad ones");
-    let log = h.stderr();
+    let log = h.log();
     assert!(log.contains("record skipped (unknown_version)"), "{log}");
     assert!(log.contains("offset=594"), "{log}");
     assert!(log.contains("macAddress=000D3A8F7856/PT1H.json"), "{log}");
@@ -321,7 +259,7 @@ fn a_failing_sink_holds_the_checkpoint_and_still_stops() {
     std::fs::copy(fixture("nsg-v2.PT1H.json"), h.blob()).unwrap();
     h.start();
     assert!(wait_until(Duration::from_secs(20), || h
-        .stderr()
+        .log()
         .contains("write failed; retrying")));
     let started = std::time::Instant::now();
     h.stop();
@@ -329,7 +267,7 @@ fn a_failing_sink_holds_the_checkpoint_and_still_stops() {
         started.elapsed() < Duration::from_secs(10),
         "drain timeout bounds shutdown"
     );
-    let log = h.stderr();
+    let log = h.log();
     assert!(log.contains("giving up on a batch at shutdown"), "{log}");
     let cp = flowgate(
         &[

@@ -85,3 +85,93 @@ pub fn lines(path: &Path) -> Vec<String> {
         .map(str::to_owned)
         .collect()
 }
+
+/// A `flowgate run` in a directory of its own: `flowgate.toml` (written by the test),
+/// `out.cef` (the file sink, by convention) and `stderr.log`.
+pub struct Instance {
+    pub dir: tempfile::TempDir,
+    child: Option<std::process::Child>,
+}
+
+impl Instance {
+    pub fn new() -> Instance {
+        Instance {
+            dir: tempfile::tempdir().unwrap(),
+            child: None,
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn config(&self) -> String {
+        self.path("flowgate.toml").display().to_string()
+    }
+
+    pub fn start(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.path("stderr.log"))
+            .unwrap();
+        self.child = Some(
+            Command::new(bin())
+                .args(["run", "--config", &self.config()])
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        );
+    }
+
+    /// SIGTERM, then the exit status must be 0.
+    pub fn stop(&mut self) {
+        let mut child = self.child.take().expect("running");
+        let pid = child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        let ok = wait_until(Duration::from_secs(30), || {
+            child.try_wait().unwrap().is_some()
+        });
+        assert!(ok, "flowgate did not stop after SIGTERM");
+        let status = child.wait().unwrap();
+        assert!(status.success(), "exit status {status}: {}", self.log());
+    }
+
+    pub fn kill9(&mut self) {
+        let mut child = self.child.take().expect("running");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.path("stderr.log")).unwrap_or_default()
+    }
+
+    pub fn output(&self) -> Vec<String> {
+        lines(&self.path("out.cef"))
+    }
+
+    pub fn wait_for_lines(&self, n: usize) {
+        let ok = wait_until(Duration::from_secs(60), || self.output().len() >= n);
+        assert!(
+            ok,
+            "expected {n} lines, have {}\n{}",
+            self.output().len(),
+            self.log()
+        );
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}

@@ -9,9 +9,8 @@
 //! its default retry policy can spend about 80 s on a dead endpoint (bounded here, because
 //! the follower retries at its next poll anyway).
 
-use crate::follow::{FollowOptions, StartAt};
-use crate::local::{
-    default_max_record, default_poll_interval, default_read_chunk, validate_follow,
+use crate::follow::{
+    default_max_record, default_poll_interval, default_read_chunk, FollowOptions, StartAt,
 };
 use crate::store::{Listing, ObjectInfo, ObjectStore, StoreError};
 use azure_core::error::ErrorKind;
@@ -141,7 +140,7 @@ impl BlobSourceConfig {
                 "{prefix}.full_listing_interval_secs must be at least poll_interval_secs"
             ));
         }
-        validate_follow(
+        FollowOptions::check(
             prefix,
             self.poll_interval_secs,
             self.read_chunk_bytes,
@@ -150,12 +149,12 @@ impl BlobSourceConfig {
     }
 
     pub fn follow_options(&self) -> FollowOptions {
-        FollowOptions {
-            poll_interval: Duration::from_secs_f64(self.poll_interval_secs),
-            start_at: self.start_at,
-            read_chunk_bytes: self.read_chunk_bytes,
-            max_record_bytes: self.max_record_bytes,
-        }
+        FollowOptions::new(
+            self.poll_interval_secs,
+            self.start_at,
+            self.read_chunk_bytes,
+            self.max_record_bytes,
+        )
     }
 
     /// Where the account is and how to sign requests (no I/O yet).
@@ -324,6 +323,26 @@ impl AzureContainer {
             .map_err(|e| store_error(name, e))
     }
 
+    /// The IDs of a block blob's committed blocks, in order (empty if there is no blob).
+    pub async fn committed_blocks(&self, name: &str) -> Result<Vec<String>, StoreError> {
+        let list = match self.client.blob_client(name).get_block_list().await {
+            Ok(list) => list,
+            Err(e) if status_of(&e) == Some(404) => return Ok(Vec::new()),
+            Err(e) => return Err(store_error(name, e)),
+        };
+        Ok(list
+            .block_with_size_list
+            .blocks
+            .iter()
+            .filter_map(|b| match &b.block_list_type {
+                BlobBlockType::Committed(id) => {
+                    Some(String::from_utf8_lossy(&id.bytes()).into_owned())
+                }
+                _ => None,
+            })
+            .collect())
+    }
+
     /// Deletes a blob (tests: retention deleting a blob mid-read).
     pub async fn delete(&self, name: &str) -> Result<(), StoreError> {
         self.client
@@ -437,7 +456,8 @@ impl ObjectStore for AzureContainer {
             .get()
             .range(offset..offset + len as u64)
             .into_stream();
-        let mut out = Vec::with_capacity(len);
+        // `len` may be a generous bound (the rest of a blob): do not allocate it up front.
+        let mut out = Vec::with_capacity(len.min(16 << 20));
         while let Some(page) = pages.next().await {
             let page = match page {
                 Ok(p) => p,

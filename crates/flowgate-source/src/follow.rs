@@ -42,6 +42,54 @@ pub struct FollowOptions {
     pub max_record_bytes: usize,
 }
 
+pub(crate) fn default_poll_interval() -> f64 {
+    5.0
+}
+pub(crate) fn default_read_chunk() -> usize {
+    1 << 20
+}
+pub(crate) fn default_max_record() -> usize {
+    64 << 20
+}
+
+impl FollowOptions {
+    pub fn new(
+        poll_interval_secs: f64,
+        start_at: StartAt,
+        read_chunk_bytes: usize,
+        max_record_bytes: usize,
+    ) -> Self {
+        FollowOptions {
+            poll_interval: Duration::from_secs_f64(poll_interval_secs),
+            start_at,
+            read_chunk_bytes,
+            max_record_bytes,
+        }
+    }
+
+    /// The checks every source's follower settings need (before `new`, which cannot take
+    /// a negative interval); errors name the key under `prefix`.
+    pub fn check(
+        prefix: &str,
+        poll_interval_secs: f64,
+        read_chunk_bytes: usize,
+        max_record_bytes: usize,
+    ) -> Result<(), String> {
+        if !(poll_interval_secs > 0.0 && poll_interval_secs <= 86_400.0) {
+            return Err(format!("{prefix}.poll_interval_secs must be in (0, 86400]"));
+        }
+        if read_chunk_bytes < 4096 {
+            return Err(format!("{prefix}.read_chunk_bytes must be at least 4096"));
+        }
+        if max_record_bytes < read_chunk_bytes {
+            return Err(format!(
+                "{prefix}.max_record_bytes must be at least read_chunk_bytes ({read_chunk_bytes})"
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// How a `run` ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RunSummary {

@@ -4,12 +4,13 @@
 //! h=/m=00/macAddress=/PT1H.json` layout, the legacy `{nsg}/{y}/{m}/{d}/PT1H.json` one, or
 //! any other. The reading itself is the [`crate::Follower`]'s.
 
-use crate::follow::{FollowOptions, StartAt};
+use crate::follow::{
+    default_max_record, default_poll_interval, default_read_chunk, FollowOptions, StartAt,
+};
 use crate::store::{Listing, ObjectInfo, ObjectStore, StoreError};
 use serde::Deserialize;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -29,44 +30,13 @@ pub struct LocalSourceConfig {
     pub max_record_bytes: usize,
 }
 
-pub(crate) fn default_poll_interval() -> f64 {
-    5.0
-}
-pub(crate) fn default_read_chunk() -> usize {
-    1 << 20
-}
-pub(crate) fn default_max_record() -> usize {
-    64 << 20
-}
-
-/// The checks every follower's settings need, for `validate()` functions.
-pub(crate) fn validate_follow(
-    prefix: &str,
-    poll_interval_secs: f64,
-    read_chunk_bytes: usize,
-    max_record_bytes: usize,
-) -> Result<(), String> {
-    if !(poll_interval_secs > 0.0 && poll_interval_secs <= 86_400.0) {
-        return Err(format!("{prefix}.poll_interval_secs must be in (0, 86400]"));
-    }
-    if read_chunk_bytes < 4096 {
-        return Err(format!("{prefix}.read_chunk_bytes must be at least 4096"));
-    }
-    if max_record_bytes < read_chunk_bytes {
-        return Err(format!(
-            "{prefix}.max_record_bytes must be at least read_chunk_bytes ({read_chunk_bytes})"
-        ));
-    }
-    Ok(())
-}
-
 impl LocalSourceConfig {
     /// Checks the config without I/O; errors name the key under `prefix`.
     pub fn validate(&self, prefix: &str) -> Result<(), String> {
         if self.path.as_os_str().is_empty() {
             return Err(format!("{prefix}.path must not be empty"));
         }
-        validate_follow(
+        FollowOptions::check(
             prefix,
             self.poll_interval_secs,
             self.read_chunk_bytes,
@@ -75,12 +45,12 @@ impl LocalSourceConfig {
     }
 
     pub fn follow_options(&self) -> FollowOptions {
-        FollowOptions {
-            poll_interval: Duration::from_secs_f64(self.poll_interval_secs),
-            start_at: self.start_at,
-            read_chunk_bytes: self.read_chunk_bytes,
-            max_record_bytes: self.max_record_bytes,
-        }
+        FollowOptions::new(
+            self.poll_interval_secs,
+            self.start_at,
+            self.read_chunk_bytes,
+            self.max_record_bytes,
+        )
     }
 }
 

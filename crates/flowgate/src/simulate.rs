@@ -5,12 +5,13 @@
 //! `{"records":[` head block, one block per record (`,` before all but the first), and a
 //! `]}` tail block. Every interval adds one record block per blob and commits the block
 //! list with the new block inserted before the tail, so a blob grows in the middle while
-//! the bytes before the old tail stay the same. An hour boundary starts new blobs.
+//! the bytes before the old tail stay the same. An hour boundary starts new blobs. A blob
+//! that already exists is continued, never rebuilt: its committed blocks are kept.
 
 use crate::generate::{Generator, Schema, Target};
 use anyhow::{Context, Result};
 use flowgate_core::time::UtcTime;
-use flowgate_source::AzureContainer;
+use flowgate_source::{AzureContainer, ObjectStore};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -47,10 +48,11 @@ struct Stream {
     mac: String,
 }
 
-/// A blob being written: its record blocks so far.
+/// A blob being written: its record blocks so far, and their bytes (for the mirror).
 #[derive(Default)]
 struct BlobState {
-    blocks: Vec<(String, Vec<u8>)>,
+    ids: Vec<String>,
+    body: Vec<u8>,
 }
 
 const HEAD: &str = "head0000";
@@ -87,27 +89,28 @@ pub async fn run(container: &AzureContainer, spec: &SimulateSpec) -> Result<Simu
         let t = spec.start_epoch_secs + 60 * interval as u64;
         for stream in &mut streams {
             let name = blob_name(spec.schema, &stream.target, &stream.mac, t);
-            let state = blobs.entry(name.clone()).or_default();
-            if state.blocks.is_empty() {
-                container
-                    .put_block(&name, HEAD, b"{\"records\":[".to_vec())
-                    .await?;
-                container.put_block(&name, TAIL, b"]}".to_vec()).await?;
-                summary.blobs += 1;
+            if !blobs.contains_key(&name) {
+                let state = open_blob(container, &name).await?;
+                if state.ids.is_empty() {
+                    summary.blobs += 1;
+                }
+                blobs.insert(name.clone(), state);
             }
+            let state = blobs.get_mut(&name).expect("just opened");
             let mut record = String::new();
-            if !state.blocks.is_empty() {
+            if !state.ids.is_empty() {
                 record.push(',');
             }
             summary.tuples += stream.generator.record(t, &mut record);
             summary.records += 1;
-            let id = format!("r{:07}", state.blocks.len());
+            let id = format!("r{:07}", state.ids.len());
             container
                 .put_block(&name, &id, record.as_bytes().to_vec())
                 .await?;
-            state.blocks.push((id, record.into_bytes()));
+            state.ids.push(id);
+            state.body.extend_from_slice(record.as_bytes());
             let mut ids = vec![HEAD.to_owned()];
-            ids.extend(state.blocks.iter().map(|(id, _)| id.clone()));
+            ids.extend(state.ids.iter().cloned());
             ids.push(TAIL.to_owned());
             container.commit_blocks(&name, &ids).await?;
             if let Some(dir) = &spec.mirror {
@@ -118,14 +121,36 @@ pub async fn run(container: &AzureContainer, spec: &SimulateSpec) -> Result<Simu
     Ok(summary)
 }
 
+/// Continues a blob that exists (keeping its committed record blocks), or starts one: head
+/// and tail blocks staged, no records yet.
+async fn open_blob(container: &AzureContainer, name: &str) -> Result<BlobState> {
+    let committed = container.committed_blocks(name).await?;
+    let records: Vec<String> = committed
+        .into_iter()
+        .filter(|id| id != HEAD && id != TAIL)
+        .collect();
+    if records.is_empty() {
+        container.put_block(name, HEAD, HEAD_BYTES.to_vec()).await?;
+        container.put_block(name, TAIL, b"]}".to_vec()).await?;
+        return Ok(BlobState::default());
+    }
+    // A PT1H.json is an hour of one NIC's flows: far below 1 GiB.
+    let content = container.read(name, 0, 1 << 30).await?;
+    let body = content
+        .get(HEAD_BYTES.len()..content.len().saturating_sub(2))
+        .unwrap_or_default()
+        .to_vec();
+    Ok(BlobState { ids: records, body })
+}
+
+const HEAD_BYTES: &[u8] = b"{\"records\":[";
+
 /// The blob's committed content, as a reader of the blob would see it now.
 fn write_mirror(dir: &std::path::Path, name: &str, state: &BlobState) -> Result<()> {
     let path = dir.join(name);
     std::fs::create_dir_all(path.parent().expect("a blob path has a parent"))?;
-    let mut doc = b"{\"records\":[".to_vec();
-    for (_, block) in &state.blocks {
-        doc.extend_from_slice(block);
-    }
+    let mut doc = HEAD_BYTES.to_vec();
+    doc.extend_from_slice(&state.body);
     doc.extend_from_slice(b"]}");
     std::fs::write(&path, doc).with_context(|| format!("writing {}", path.display()))
 }
