@@ -218,7 +218,10 @@ fn expected_per_blob(mirror: &Path) -> BTreeMap<String, Vec<String>> {
     files.sort();
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for path in files {
-        let conv = flowgate(&["convert", path.to_str().unwrap()], None);
+        let conv = flowgate(
+            &["convert", "--source", "azure", path.to_str().unwrap()],
+            None,
+        );
         assert!(conv.status.success());
         for line in String::from_utf8(conv.stdout).unwrap().lines() {
             out.entry(blob_key(line)).or_default().push(line.to_owned());

@@ -50,6 +50,7 @@ fn events_of(name: &str) -> EventBatch {
     let mut batch = EventBatch::new(Arc::new(Origin {
         source: "t".into(),
         path: name.into(),
+        subscription_tag: None,
     }));
     let mut f = Flattener::new();
     for r in ex.records {

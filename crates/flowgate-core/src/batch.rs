@@ -13,6 +13,8 @@ pub struct Origin {
     pub source: Arc<str>,
     /// File path or blob name.
     pub path: Arc<str>,
+    /// The source's optional `subscription_tag`, carried into every event.
+    pub subscription_tag: Option<Arc<str>>,
 }
 
 /// Source → transform: complete records as raw bytes, not copied out of the read buffer.

@@ -168,6 +168,7 @@ mod tests {
         let batch = EventBatch::new(std::sync::Arc::new(Origin {
             source: "t".into(),
             path: "p".into(),
+            subscription_tag: None,
         }));
         tx.try_send(Delivery {
             batch: std::sync::Arc::new(batch),

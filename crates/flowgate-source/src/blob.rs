@@ -63,6 +63,9 @@ pub struct BlobSourceConfig {
     pub endpoint: Option<String>,
     #[serde(default = "default_poll_interval")]
     pub poll_interval_secs: f64,
+    /// A label carried into every event (e.g. the subscription's friendly name).
+    #[serde(default)]
+    pub subscription_tag: Option<String>,
     #[serde(default)]
     pub start_at: StartAt,
     #[serde(default = "default_read_chunk")]
@@ -155,6 +158,7 @@ impl BlobSourceConfig {
             self.read_chunk_bytes,
             self.max_record_bytes,
         )
+        .with_subscription_tag(self.subscription_tag.as_deref())
     }
 
     /// Where the account is and how to sign requests (no I/O yet).

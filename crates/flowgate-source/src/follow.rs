@@ -40,6 +40,8 @@ pub struct FollowOptions {
     pub read_chunk_bytes: usize,
     /// A record longer than this is reported and skipped instead of read into memory.
     pub max_record_bytes: usize,
+    /// Carried into every event, beside the source's name.
+    pub subscription_tag: Option<Arc<str>>,
 }
 
 pub(crate) fn default_poll_interval() -> f64 {
@@ -64,7 +66,13 @@ impl FollowOptions {
             start_at,
             read_chunk_bytes,
             max_record_bytes,
+            subscription_tag: None,
         }
+    }
+
+    pub fn with_subscription_tag(mut self, tag: Option<&str>) -> Self {
+        self.subscription_tag = tag.filter(|t| !t.is_empty()).map(Arc::from);
+        self
     }
 
     /// The checks every source's follower settings need (before `new`, which cannot take
@@ -425,6 +433,7 @@ impl<S: ObjectStore> Follower<S> {
             origin: Arc::new(Origin {
                 source: self.name.clone(),
                 path: name.into(),
+                subscription_tag: self.options.subscription_tag.clone(),
             }),
             read_pos: start,
             read_anchor: anchor,

@@ -20,6 +20,9 @@ pub struct LocalSourceConfig {
     /// Seconds between two scans of the directory.
     #[serde(default = "default_poll_interval")]
     pub poll_interval_secs: f64,
+    /// A label carried into every event (e.g. the subscription's friendly name).
+    #[serde(default)]
+    pub subscription_tag: Option<String>,
     #[serde(default)]
     pub start_at: StartAt,
     /// Bytes read per batch; bounds memory together with the channel capacity.
@@ -51,6 +54,7 @@ impl LocalSourceConfig {
             self.read_chunk_bytes,
             self.max_record_bytes,
         )
+        .with_subscription_tag(self.subscription_tag.as_deref())
     }
 }
 

@@ -21,6 +21,7 @@ fn flatten(records: &[Vec<u8>]) -> (EventBatch, Vec<Problem>, Flattener) {
     let origin = Arc::new(Origin {
         source: "test".into(),
         path: "x".into(),
+        subscription_tag: None,
     });
     let mut batch = EventBatch::new(origin);
     let mut problems = Vec::new();

@@ -51,6 +51,7 @@ fn run(
     let origin = Arc::new(Origin {
         source: "bench".into(),
         path: "PT1H.json".into(),
+        subscription_tag: None,
     });
     let mut events = 0;
     for (data, start, records) in batches {

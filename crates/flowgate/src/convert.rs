@@ -17,6 +17,14 @@ const CHUNK: usize = 1 << 20;
 /// Problems printed per file before only counting them.
 const MAX_REPORTS: usize = 20;
 
+/// Who the events are said to come from: empty for plain conversion; a source's name
+/// and `subscription_tag` to produce exactly what the service would send for it.
+#[derive(Debug, Default, Clone)]
+pub struct Labels {
+    pub source: String,
+    pub subscription_tag: Option<String>,
+}
+
 /// What converting one input found wrong.
 #[derive(Debug, Default)]
 pub struct Outcome {
@@ -25,13 +33,15 @@ pub struct Outcome {
 
 pub fn convert_input(
     name: &str,
+    labels: &Labels,
     input: &mut dyn Read,
     encoder: &mut Encoder,
     out: &mut dyn Write,
 ) -> Result<Outcome> {
     let origin = Arc::new(Origin {
-        source: "convert".into(),
+        source: labels.source.as_str().into(),
         path: name.into(),
+        subscription_tag: labels.subscription_tag.as_deref().map(Into::into),
     });
     let mut flattener = Flattener::new();
     let mut outcome = Outcome::default();

@@ -47,6 +47,12 @@ enum Command {
         /// HOSTNAME of the syslog header (default: this machine's name).
         #[arg(long, default_value = "")]
         hostname: String,
+        /// Label the events as the service labels a source's (its name, in every format).
+        #[arg(long, default_value = "")]
+        source: String,
+        /// The source's `subscription_tag`, likewise.
+        #[arg(long)]
+        subscription_tag: Option<String>,
         /// Files to read; `-` is stdin.
         #[arg(required = true)]
         files: Vec<PathBuf>,
@@ -120,8 +126,19 @@ fn main() -> ExitCode {
             format,
             syslog,
             hostname,
+            source,
+            subscription_tag,
             files,
-        } => run_convert(format, syslog, hostname, &files),
+        } => run_convert(
+            format,
+            syslog,
+            hostname,
+            convert::Labels {
+                source,
+                subscription_tag,
+            },
+            &files,
+        ),
         Command::Checkpoints { config } => list_checkpoints(&config),
         Command::Generate {
             schema,
@@ -296,6 +313,7 @@ fn run_convert(
     format: Format,
     syslog: SyslogKind,
     hostname: String,
+    labels: convert::Labels,
     files: &[PathBuf],
 ) -> Result<ExitCode> {
     let syslog = SyslogConfig {
@@ -314,6 +332,7 @@ fn run_convert(
         let outcome = if name == "-" {
             convert::convert_input(
                 "<stdin>",
+                &labels,
                 &mut std::io::stdin().lock(),
                 &mut encoder,
                 &mut out,
@@ -321,7 +340,7 @@ fn run_convert(
         } else {
             let mut file =
                 std::fs::File::open(path).with_context(|| format!("cannot open {name}"))?;
-            convert::convert_input(&name, &mut file, &mut encoder, &mut out)?
+            convert::convert_input(&name, &labels, &mut file, &mut encoder, &mut out)?
         };
         problems += outcome.problems;
     }

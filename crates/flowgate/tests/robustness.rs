@@ -85,7 +85,14 @@ fn corrupted_documents_never_panic() {
             for format in [Format::Cef, Format::Leef, Format::Json] {
                 let mut encoder = Encoder::new(format, None, Framing::Newline);
                 let mut out = Vec::new();
-                convert_input("fuzz", &mut bad.as_slice(), &mut encoder, &mut out).unwrap();
+                convert_input(
+                    "fuzz",
+                    &Default::default(),
+                    &mut bad.as_slice(),
+                    &mut encoder,
+                    &mut out,
+                )
+                .unwrap();
                 assert!(!out.contains(&b'\r'), "no raw CR can reach the output");
             }
         }

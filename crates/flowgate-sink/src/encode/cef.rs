@@ -1,10 +1,10 @@
 //! ArcSight CEF, compatible with Microsoft's NSG flow log connector (see docs/FORMATS.md).
 
 use super::{escape, write, GroupCache};
-use flowgate_core::{Direction, FlowEvent, FlowGroup, RecordContext};
+use flowgate_core::{Direction, FlowEvent, FlowGroup, Origin, RecordContext};
 use std::net::IpAddr;
 
-pub(super) fn group(g: &FlowGroup, r: &RecordContext, c: &mut GroupCache) {
+pub(super) fn group(o: &Origin, g: &FlowGroup, r: &RecordContext, c: &mut GroupCache) {
     let a = &mut c.head;
     a.extend_from_slice(b"CEF:0|Microsoft.Network|");
     a.extend_from_slice(super::product(r.kind));
@@ -33,6 +33,16 @@ pub(super) fn group(g: &FlowGroup, r: &RecordContext, c: &mut GroupCache) {
         b.extend_from_slice(b" cs6=");
         escape::cef_value(acl, b);
         b.extend_from_slice(b" cs6Label=AclId");
+    }
+    if !o.source.is_empty() {
+        b.extend_from_slice(b" flexString1=");
+        escape::cef_value(&o.source, b);
+        b.extend_from_slice(b" flexString1Label=Source");
+    }
+    if let Some(tag) = &o.subscription_tag {
+        b.extend_from_slice(b" flexString2=");
+        escape::cef_value(tag, b);
+        b.extend_from_slice(b" flexString2Label=SubscriptionTag");
     }
 }
 

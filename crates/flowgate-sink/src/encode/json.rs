@@ -1,9 +1,9 @@
 //! One JSON object per tuple, with the stable names listed in docs/FORMATS.md.
 
 use super::{escape, write, GroupCache};
-use flowgate_core::{FlowEvent, FlowGroup, RecordContext};
+use flowgate_core::{FlowEvent, FlowGroup, Origin, RecordContext};
 
-pub(super) fn group(g: &FlowGroup, r: &RecordContext, c: &mut GroupCache) {
+pub(super) fn group(o: &Origin, g: &FlowGroup, r: &RecordContext, c: &mut GroupCache) {
     let b = &mut c.tail;
     string(b, b",\"rule\":\"", &g.rule);
     if !c.mac.is_empty() {
@@ -33,6 +33,12 @@ pub(super) fn group(g: &FlowGroup, r: &RecordContext, c: &mut GroupCache) {
     }
     if let Some(s) = &r.flow_log_resource_id {
         string(b, b",\"flow_log_resource_id\":\"", s);
+    }
+    if !o.source.is_empty() {
+        string(b, b",\"source\":\"", &o.source);
+    }
+    if let Some(tag) = &o.subscription_tag {
+        string(b, b",\"subscription_tag\":\"", tag);
     }
     b.push(b'}');
 }

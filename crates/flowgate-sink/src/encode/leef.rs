@@ -1,9 +1,9 @@
 //! IBM QRadar LEEF 2.0, tab-delimited (see docs/FORMATS.md).
 
 use super::{escape, write, GroupCache};
-use flowgate_core::{Action, Direction, FlowEvent, FlowGroup, RecordContext};
+use flowgate_core::{Action, Direction, FlowEvent, FlowGroup, Origin, RecordContext};
 
-pub(super) fn group(g: &FlowGroup, r: &RecordContext, c: &mut GroupCache) {
+pub(super) fn group(o: &Origin, g: &FlowGroup, r: &RecordContext, c: &mut GroupCache) {
     let a = &mut c.head;
     a.extend_from_slice(b"LEEF:2.0|Microsoft.Network|");
     a.extend_from_slice(super::product(r.kind));
@@ -19,6 +19,12 @@ pub(super) fn group(g: &FlowGroup, r: &RecordContext, c: &mut GroupCache) {
     attr(b, b"\tresourceId=", &r.resource_id);
     if let Some(acl) = &g.acl_id {
         attr(b, b"\taclId=", acl);
+    }
+    if !o.source.is_empty() {
+        attr(b, b"\tsourceName=", &o.source);
+    }
+    if let Some(tag) = &o.subscription_tag {
+        attr(b, b"\tsubscriptionTag=", tag);
     }
 }
 

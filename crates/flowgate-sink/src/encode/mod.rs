@@ -115,10 +115,11 @@ impl Encoder {
         if let Some(mac) = g.mac {
             mac.write_to(&mut c.mac);
         }
+        let o = &batch.origin;
         match self.format {
-            Format::Cef => cef::group(g, r, c),
-            Format::Leef => leef::group(g, r, c),
-            Format::Json => json::group(g, r, c),
+            Format::Cef => cef::group(o, g, r, c),
+            Format::Leef => leef::group(o, g, r, c),
+            Format::Json => json::group(o, g, r, c),
         }
     }
 
