@@ -37,15 +37,22 @@ struct Azurite {
     bin: PathBuf,
     port: u16,
     data: PathBuf,
+    /// HTTPS and OAuth options.
+    extra: Vec<String>,
     child: Option<Child>,
 }
 
 impl Azurite {
     fn start(bin: PathBuf, data: PathBuf) -> Azurite {
+        Azurite::start_with(bin, data, Vec::new())
+    }
+
+    fn start_with(bin: PathBuf, data: PathBuf, extra: Vec<String>) -> Azurite {
         let mut a = Azurite {
             bin,
             port: free_port(),
             data,
+            extra,
             child: None,
         };
         a.restart();
@@ -66,6 +73,7 @@ impl Azurite {
             // --loose: ranges under 4 MiB ask for a CRC64 Azurite does not compute;
             // --disableTelemetry: nothing leaves the machine.
             .args(["--skipApiVersionCheck", "--loose", "--disableTelemetry"])
+            .args(&self.extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -102,7 +110,12 @@ impl Azurite {
     }
 
     fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}/devstoreaccount1", self.port)
+        let scheme = if self.extra.iter().any(|a| a == "--cert") {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://127.0.0.1:{}/devstoreaccount1", self.port)
     }
 }
 
@@ -489,45 +502,173 @@ fn a_blob_deleted_by_retention_is_forgotten_and_the_rest_still_flows() {
     );
 }
 
-#[test]
-fn after_a_full_listing_only_blobs_that_can_still_grow_are_listed() {
-    use flowgate_source::ObjectStore;
-    let Some(s) = Service::new() else { return };
-    let now = std::time::SystemTime::now()
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
-        .as_secs();
-    let (old, current) = ((now - 3 * 3600).to_string(), now.to_string());
-    let mirror = s.path("mirror");
-    for start in [&old, &current] {
-        s.simulate(
-            &["--nsgs", "1", "--intervals", "1", "--start", start],
-            &mirror,
-        );
-    }
+        .as_secs()
+}
+
+fn set_config(s: &Service, from: &str, to: &str) {
     let config = std::fs::read_to_string(s.path("flowgate.toml")).unwrap();
-    std::fs::write(
-        s.path("flowgate.toml"),
-        config.replace(
-            "full_listing_interval_secs = 0.2",
-            "full_listing_interval_secs = 3600",
-        ),
-    )
-    .unwrap();
+    assert!(config.contains(from), "{from}");
+    std::fs::write(s.path("flowgate.toml"), config.replacen(from, to, 1)).unwrap();
+}
+
+/// Fills the container with a month of old hourly blobs for `nsgs` NSGs of two NICs each,
+/// plus this hour's blobs; returns how many blobs there are.
+fn fill_history(
+    container: &flowgate_source::AzureContainer,
+    runtime: &tokio::runtime::Runtime,
+    nsgs: usize,
+    old_hours: u64,
+) -> usize {
+    let now = unix_now();
+    let mut names = Vec::new();
+    for n in 0..nsgs {
+        let target = flowgate::generate::Target {
+            name: format!("NSG-{n:02}"),
+            ..Default::default()
+        };
+        for mac in ["000D3A000001", "000D3A000002"] {
+            for h in 0..=old_hours {
+                let t = now - h * 3600;
+                names.push(flowgate::simulate::blob_name(
+                    flowgate::generate::Schema::NsgV2,
+                    &target,
+                    mac,
+                    t,
+                ));
+            }
+        }
+    }
+    runtime.block_on(async {
+        container.create_if_missing().await.unwrap();
+        for chunk in names.chunks(32) {
+            let puts = chunk
+                .iter()
+                .map(|name| container.put_blob(name, b"{\"records\":[]}".to_vec()));
+            for result in futures::future::join_all(puts).await {
+                result.unwrap();
+            }
+        }
+    });
+    names.len()
+}
+
+#[test]
+fn after_a_full_listing_a_poll_costs_two_requests_per_nsg_whatever_the_history() {
+    use flowgate_source::ObjectStore;
+    let Some(s) = Service::new() else { return };
+    set_config(
+        &s,
+        "full_listing_interval_secs = 0.2",
+        "full_listing_interval_secs = 3600",
+    );
     let (container, runtime) = s.container();
+    // 3 NSGs x 2 NICs x 721 hours (a month of retention): 4,326 blobs.
+    let total = fill_history(&container, &runtime, 3, 720);
+    assert_eq!(total, 4326);
 
     let full = runtime.block_on(container.list()).unwrap();
     assert!(full.complete);
-    assert_eq!(full.objects.len(), 2, "{:?}", full.objects);
+    assert_eq!(full.objects.len(), total);
+    assert_eq!(full.requests, 1, "one page holds up to 5,000 names");
 
-    let recent = runtime.block_on(container.list()).unwrap();
-    assert!(
-        !recent.complete,
-        "a partial listing never makes blobs look deleted"
+    let hour = flowgate_core::time::UtcTime::from_epoch_ms(unix_now() * 1000).hour_partition();
+    for _ in 0..3 {
+        let recent = runtime.block_on(container.list()).unwrap();
+        assert!(
+            !recent.complete,
+            "a partial listing never makes blobs look deleted"
+        );
+        assert_eq!(
+            recent.requests, 6,
+            "this hour and the previous one of each of the 3 NSGs"
+        );
+        // The previous hour's blobs are listed too: they may still get their last records.
+        assert_eq!(recent.objects.len(), 12, "{:?}", recent.objects);
+        assert_eq!(
+            recent
+                .objects
+                .iter()
+                .filter(|o| o.name.contains(&hour))
+                .count(),
+            6
+        );
+    }
+
+    // Filters apply to the listings themselves: excluded NSGs cost no requests.
+    set_config(
+        &s,
+        "[sinks.file]",
+        "[sources.azure.include]\nnsgs = [\"nsg-01\"]\n\n[sinks.file]",
     );
-    let hour = flowgate_core::time::UtcTime::from_epoch_ms(now * 1000).hour_partition();
-    assert_eq!(recent.objects.len(), 1, "{:?}", recent.objects);
-    assert!(recent.objects[0].name.contains(&hour));
+    let (container, runtime) = s.container();
+    let full = runtime.block_on(container.list()).unwrap();
+    assert_eq!(full.objects.len(), total / 3);
+    assert!(full.objects.iter().all(|o| o.name.contains("/NSG-01/")));
+    let recent = runtime.block_on(container.list()).unwrap();
+    assert_eq!((recent.requests, recent.objects.len()), (2, 4));
+}
+
+#[test]
+fn start_at_a_time_and_exclude_leave_older_hours_and_other_nsgs_unread() {
+    let Some(mut s) = Service::new() else { return };
+    let now = unix_now();
+    let hour = now - now % 3600;
+    let mirror = s.path("mirror");
+    let old = s.path("old");
+    // Two NSGs, one interval each five hours ago and in the previous hour.
+    s.simulate(
+        &[
+            "--nsgs",
+            "2",
+            "--intervals",
+            "1",
+            "--start",
+            &(hour - 5 * 3600).to_string(),
+        ],
+        &old,
+    );
+    s.simulate(
+        &[
+            "--nsgs",
+            "2",
+            "--intervals",
+            "1",
+            "--start",
+            &(hour - 3600 + 60).to_string(),
+        ],
+        &mirror,
+    );
+    let t = flowgate_core::time::UtcTime::from_epoch_ms((hour - 3600 + 1800) * 1000);
+    let since = format!(
+        "{}-{:02}-{:02}T{:02}:{:02}:00Z",
+        t.year, t.month, t.day, t.hour, t.minute
+    );
+    set_config(
+        &s,
+        "[sinks.file]",
+        &format!("start_at = \"{since}\"\n\n[sources.azure.exclude]\nnsgs = [\"NSG-01\"]\n\n[sinks.file]"),
+    );
+    // The start time is inside the previous hour: that hour is read whole.
+    let expected: Vec<String> = expected_per_blob(&mirror)
+        .into_iter()
+        .filter(|(k, _)| k.contains("NSG-00"))
+        .flat_map(|(_, v)| v)
+        .collect();
+    assert!(!expected.is_empty());
+    s.start();
+    assert!(
+        wait_until(Duration::from_secs(30), || s.output().len()
+            >= expected.len()),
+        "{}",
+        s.log()
+    );
+    std::thread::sleep(Duration::from_millis(800));
+    s.stop();
+    assert_eq!(s.output(), expected);
 }
 
 #[test]
@@ -565,5 +706,155 @@ fn permanent_errors_are_reported_clearly_and_secrets_stay_out() {
             !log.contains(wrong_key),
             "the key leaked into the log: {log}"
         );
+    }
+}
+
+#[test]
+fn entra_id_workload_identity_reads_the_rotated_token_file_and_secrets_stay_out() {
+    use crate::identity::IdentityProvider;
+    let Some(bin) = azurite_bin() else { return };
+    let mut fg = Instance::new();
+    let certs = crate::support::make_certs(&fg.path("tls"));
+    // Azurite checks bearer tokens (issuer, audience, lifetime) only over HTTPS.
+    let azurite = Azurite::start_with(
+        bin,
+        fg.path("azurite"),
+        vec![
+            "--oauth".into(),
+            "basic".into(),
+            "--cert".into(),
+            certs.server_cert.display().to_string(),
+            "--key".into(),
+            certs.server_key.display().to_string(),
+        ],
+    );
+    // Tokens that must be renewed at once (they expire within the 5 minute margin).
+    let idp = IdentityProvider::start("tenant-1", 301, "expired-assertion");
+    let token_file = fg.path("azure-identity-token");
+    std::fs::write(&token_file, "expired-assertion\n").unwrap();
+    let common = format!(
+        r#"endpoint = "{endpoint}"
+ca_file = "{ca}"
+poll_interval_secs = 0.2
+request_timeout_secs = 5
+full_listing_interval_secs = 0.2
+"#,
+        endpoint = azurite.endpoint(),
+        ca = certs.ca.display(),
+    );
+    std::fs::write(
+        fg.path("writer.toml"),
+        format!(
+            "[sources.writer]\ntype = \"azure_blob\"\nuse_emulator = true\n{common}\n[sinks.out]\ntype = \"stdout\"\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        fg.path("flowgate.toml"),
+        format!(
+            r#"[sources.azure]
+type = "azure_blob"
+account = "devstoreaccount1"
+{common}
+[sources.azure.azure_ad]
+method = "workload_identity"
+tenant_id = "tenant-1"
+client_id = "client-1"
+federated_token_file = "{token}"
+authority_host = "{authority}"
+
+[sinks.file]
+type = "file"
+path = "{out}"
+
+[checkpoints]
+path = "{cp}"
+"#,
+            token = token_file.display(),
+            authority = idp.authority(),
+            out = fg.path("out.cef").display(),
+            cp = fg.path("cp.redb").display(),
+        ),
+    )
+    .unwrap();
+    let writer = fg.path("writer.toml").display().to_string();
+    let simulate = |intervals: &str, mirror: &Path| {
+        let mirror = mirror.display().to_string();
+        let out = flowgate(
+            &[
+                "simulate",
+                "--config",
+                &writer,
+                "--source",
+                "writer",
+                "--mirror",
+                &mirror,
+                "--nsgs",
+                "2",
+                "--intervals",
+                intervals,
+                "--interval-secs",
+                "0.1",
+                "--start",
+                "1709546400",
+            ],
+            None,
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    simulate("2", &fg.path("mirror"));
+
+    fg.start();
+    // The identity provider refuses the first assertion: the reason is logged.
+    assert!(
+        wait_until(Duration::from_secs(20), || fg
+            .log()
+            .contains("AADSTS700024")),
+        "{}",
+        fg.log()
+    );
+    assert!(fg.output().is_empty());
+    std::fs::write(&token_file, "sa-token-1\n").unwrap();
+    let first: usize = expected_per_blob(&fg.path("mirror"))
+        .values()
+        .map(Vec::len)
+        .sum();
+    fg.wait_for_lines(first);
+
+    // Kubernetes rotates the projected token: the next renewal must use the new one.
+    std::fs::write(&token_file, "sa-token-2\n").unwrap();
+    simulate("4", &fg.path("more"));
+    let expected = expected_per_blob(&fg.path("more"));
+    let total: usize = expected.values().map(Vec::len).sum();
+    fg.wait_for_lines(total);
+    std::thread::sleep(Duration::from_millis(500));
+    fg.stop();
+    assert_eq!(per_blob(&fg.output()), expected);
+
+    let forms = idp.forms();
+    let assertions: Vec<&str> = forms
+        .iter()
+        .map(|(_, f)| f["client_assertion"].as_str())
+        .collect();
+    let first_use = |a: &str| assertions.iter().position(|x| *x == a).unwrap();
+    assert!(first_use("expired-assertion") < first_use("sa-token-1"));
+    assert!(first_use("sa-token-1") < first_use("sa-token-2"));
+    for (path, form) in &forms {
+        assert_eq!(path, "/tenant-1/oauth2/v2.0/token");
+        assert_eq!(form["client_id"], "client-1");
+        assert_eq!(form["grant_type"], "client_credentials");
+        assert_eq!(form["scope"], "https://storage.azure.com/.default");
+        assert_eq!(
+            form["client_assertion_type"],
+            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+        );
+    }
+    let log = fg.log();
+    for secret in ["sa-token-1", "sa-token-2", "c2lnbmF0dXJl"] {
+        assert!(!log.contains(secret), "{secret} in the log:\n{log}");
     }
 }

@@ -79,6 +79,9 @@ fn validate_accepts_the_shipped_configs() {
         "configs/azure-access-key.example.toml",
         "configs/azure-sas.example.toml",
         "configs/azurite.example.toml",
+        "configs/azure-workload-identity.example.toml",
+        "configs/azure-managed-identity.example.toml",
+        "configs/azure-service-principal.example.toml",
     ] {
         let out = flowgate(&["validate", "--config", config], None);
         assert!(out.status.success(), "{config}: {}", stderr(&out));
@@ -118,6 +121,36 @@ fn validate_names_the_offending_key() {
 }
 
 #[test]
+fn validate_explains_bad_start_times_and_filters() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bad.toml");
+    let cases = [
+        (
+            "start_at = \"2024-02-30T00:00:00Z\"",
+            "sources.s.start_at: expected \"beginning\", \"end\" or an RFC 3339 time",
+        ),
+        (
+            "[sources.s.include]\nnsgs = [\"a/b\"]",
+            "sources.s.include.nsgs: names must be non-empty and contain no '/'",
+        ),
+        (
+            "[sources.s.exclude]\nvnets = [\"x\"]",
+            "sources.s.exclude.vnets: unknown field `vnets`",
+        ),
+    ];
+    for (setting, message) in cases {
+        std::fs::write(
+            &config,
+            format!("[sources.s]\ntype = \"local\"\npath = \"/tmp\"\n{setting}\n[sinks.o]\ntype = \"stdout\"\n"),
+        )
+        .unwrap();
+        let out = flowgate(&["validate", "--config", config.to_str().unwrap()], None);
+        assert_eq!(out.status.code(), Some(2));
+        assert!(stderr(&out).contains(message), "{}", stderr(&out));
+    }
+}
+
+#[test]
 fn secrets_never_appear_in_validate_output_or_errors() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("secret.toml");
@@ -128,6 +161,8 @@ fn secrets_never_appear_in_validate_output_or_errors() {
         "connection_string = \"AccountName=acct;AccountKey=TOPSECRETKEY==\"\nsas_token = \"sv=1&sig=TOPSECRETKEY\"",
         // A key without its account.
         "access_key = \"TOPSECRETKEY==\"",
+        // A client secret with a method that takes none.
+        "account = \"a\"\n[sources.s.azure_ad]\nmethod = \"managed_identity\"\nclient_secret = \"TOPSECRETKEY\"",
     ];
     for credentials in cases {
         std::fs::write(

@@ -3,6 +3,7 @@
 mod azure;
 mod cli;
 mod golden;
+mod identity;
 mod parse_back;
 mod run;
 mod support;

@@ -175,3 +175,44 @@ impl Drop for Instance {
         }
     }
 }
+
+/// A throwaway CA, a server certificate for 127.0.0.1 and localhost, and a client
+/// certificate, made with the `openssl` command.
+#[allow(dead_code)] // client certificates: the mutual TLS tests (syslog sink)
+pub struct Certs {
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
+pub fn make_certs(dir: &Path) -> Certs {
+    std::fs::create_dir_all(dir).unwrap();
+    let script = r#"
+set -e
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=flowgate-test-ca \
+  -keyout ca.key -out ca.pem -addext basicConstraints=critical,CA:TRUE \
+  -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
+for who in server client; do
+  openssl req -newkey rsa:2048 -nodes -subj /CN=$who.flowgate.test \
+    -keyout $who.key -out $who.csr 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:%s.flowgate.test\nextendedKeyUsage=serverAuth,clientAuth\n' $who > $who.ext
+  openssl x509 -req -in $who.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+    -extfile $who.ext -out $who.pem 2>/dev/null
+done
+"#;
+    let status = Command::new("sh")
+        .args(["-c", script])
+        .current_dir(dir)
+        .status()
+        .expect("openssl");
+    assert!(status.success(), "making test certificates failed");
+    Certs {
+        ca: dir.join("ca.pem"),
+        server_cert: dir.join("server.pem"),
+        server_key: dir.join("server.key"),
+        client_cert: dir.join("client.pem"),
+        client_key: dir.join("client.key"),
+    }
+}

@@ -15,6 +15,9 @@ pub const SOURCE_EXTRACT_ERRORS_TOTAL: &str = "flowgate_source_extract_errors_to
 /// Label `reason`: `not_found` (container), `denied` (401/403), `other` (network,
 /// throttling, 5xx after the SDK's own retries).
 pub const SOURCE_LIST_ERRORS_TOTAL: &str = "flowgate_source_list_errors_total";
+/// Label `kind`: `full` (the whole container or directory) or `partial` (the current and
+/// previous hour of each NSG). Blob storage requests: one per page of results.
+pub const SOURCE_LIST_REQUESTS_TOTAL: &str = "flowgate_source_list_requests_total";
 /// Label `reason`: `truncated`, `rewritten`, `deleted`.
 pub const SOURCE_RESETS_TOTAL: &str = "flowgate_source_resets_total";
 /// Label `sink`.

@@ -9,9 +9,11 @@
 //! its default retry policy can spend about 80 s on a dead endpoint (bounded here, because
 //! the follower retries at its next poll anyway).
 
+use crate::aad::AzureAdConfig;
 use crate::follow::{
     default_max_record, default_poll_interval, default_read_chunk, FollowOptions, StartAt,
 };
+use crate::path::{hour_dir, PathFilter, ScopeNames};
 use crate::store::{Listing, ObjectInfo, ObjectStore, StoreError};
 use azure_core::error::ErrorKind;
 use azure_core::{ExponentialRetryOptions, RetryOptions, TransportOptions};
@@ -24,6 +26,7 @@ use flowgate_core::Secret;
 use futures::StreamExt;
 use serde::Deserialize;
 use std::collections::BTreeSet;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -57,6 +60,14 @@ pub struct BlobSourceConfig {
     /// The Azurite emulator's well-known account and key.
     #[serde(default)]
     pub use_emulator: bool,
+    /// Microsoft Entra ID (Azure AD): a service principal, workload or managed identity,
+    /// with `account`. The identity needs the "Storage Blob Data Reader" role.
+    #[serde(default)]
+    pub azure_ad: Option<AzureAdConfig>,
+    /// A PEM file of CA certificates to trust besides the system's (a private endpoint
+    /// behind a TLS-inspecting proxy; Azurite over HTTPS in tests).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
     /// Blob service URL when it is not `https://{account}.blob.core.windows.net`
     /// (Azurite: `http://127.0.0.1:10000/devstoreaccount1`, private endpoints).
     #[serde(default)]
@@ -68,6 +79,12 @@ pub struct BlobSourceConfig {
     pub subscription_tag: Option<String>,
     #[serde(default)]
     pub start_at: StartAt,
+    /// Follow only the objects of these subscriptions, resource groups and NSGs.
+    #[serde(default)]
+    pub include: ScopeNames,
+    /// Never follow the objects of these.
+    #[serde(default)]
+    pub exclude: ScopeNames,
     #[serde(default = "default_read_chunk")]
     pub read_chunk_bytes: usize,
     #[serde(default = "default_max_record")]
@@ -100,24 +117,30 @@ impl BlobSourceConfig {
             self.access_key.is_some(),
             self.sas_token.is_some(),
             self.use_emulator,
+            self.azure_ad.is_some(),
         ];
         match credentials.iter().filter(|c| **c).count() {
             1 => {}
             0 => {
                 return Err(format!(
-                    "{prefix}: set one of connection_string, access_key, sas_token, use_emulator"
+                    "{prefix}: set one of connection_string, access_key, sas_token, azure_ad, use_emulator"
                 ))
             }
             _ => {
                 return Err(format!(
-                "{prefix}: set only one of connection_string, access_key, sas_token, use_emulator"
+                "{prefix}: set only one of connection_string, access_key, sas_token, azure_ad, use_emulator"
             ))
             }
         }
-        if (self.access_key.is_some() || self.sas_token.is_some()) && self.account.is_none() {
+        if (self.access_key.is_some() || self.sas_token.is_some() || self.azure_ad.is_some())
+            && self.account.is_none()
+        {
             return Err(format!(
-                "{prefix}.account is required with access_key or sas_token"
+                "{prefix}.account is required with access_key, sas_token or azure_ad"
             ));
+        }
+        if let Some(aad) = &self.azure_ad {
+            aad.validate(&format!("{prefix}.azure_ad"))?;
         }
         if let Some(cs) = &self.connection_string {
             // The parser's message can quote the string: say only which key is wrong.
@@ -143,6 +166,7 @@ impl BlobSourceConfig {
                 "{prefix}.full_listing_interval_secs must be at least poll_interval_secs"
             ));
         }
+        self.filter().validate(prefix)?;
         FollowOptions::check(
             prefix,
             self.poll_interval_secs,
@@ -159,10 +183,21 @@ impl BlobSourceConfig {
             self.max_record_bytes,
         )
         .with_subscription_tag(self.subscription_tag.as_deref())
+        .with_filter(self.filter())
+    }
+
+    fn filter(&self) -> PathFilter {
+        PathFilter {
+            include: self.include.clone(),
+            exclude: self.exclude.clone(),
+        }
     }
 
     /// Where the account is and how to sign requests (no I/O yet).
-    fn location_and_credentials(&self) -> Result<(CloudLocation, StorageCredentials), String> {
+    fn location_and_credentials(
+        &self,
+        http: &reqwest::Client,
+    ) -> Result<(CloudLocation, StorageCredentials), String> {
         let location_for = |account: &str| match &self.endpoint {
             Some(uri) => CloudLocation::Custom {
                 account: account.to_owned(),
@@ -187,6 +222,13 @@ impl BlobSourceConfig {
             return Ok((
                 location_for(account),
                 StorageCredentials::access_key(account, key.expose().to_owned()),
+            ));
+        }
+        if let Some(aad) = &self.azure_ad {
+            let token = aad.build(http.clone())?;
+            return Ok((
+                location_for(account),
+                StorageCredentials::token_credential(Arc::new(token)),
             ));
         }
         if let Some(token) = &self.sas_token {
@@ -231,14 +273,28 @@ impl BlobSourceConfig {
 
     /// The container client, on a pooled HTTP client with timeouts.
     pub fn build(&self) -> Result<AzureContainer, String> {
-        let (location, credentials) = self.location_and_credentials()?;
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder()
             .pool_max_idle_per_host(8)
             .pool_idle_timeout(Duration::from_secs(90))
             .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs_f64(self.request_timeout_secs))
-            .build()
-            .map_err(|e| format!("HTTP client: {e}"))?;
+            .timeout(Duration::from_secs_f64(self.request_timeout_secs));
+        if let Some(path) = &self.ca_file {
+            let pem =
+                std::fs::read(path).map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+            if certs.is_empty() {
+                return Err(format!(
+                    "ca_file {}: no PEM certificate in it",
+                    path.display()
+                ));
+            }
+            for cert in certs {
+                http = http.add_root_certificate(cert);
+            }
+        }
+        let http = http.build().map_err(|e| format!("HTTP client: {e}"))?;
+        let (location, credentials) = self.location_and_credentials(&http)?;
         let retry = RetryOptions::exponential(ExponentialRetryOptions {
             initial_delay: Duration::from_millis(200),
             max_retries: 3,
@@ -252,6 +308,7 @@ impl BlobSourceConfig {
         Ok(AzureContainer {
             client,
             prefix: self.prefix.clone(),
+            filter: self.filter(),
             full_listing_every: Duration::from_secs_f64(self.full_listing_interval_secs),
             discovery: Arc::new(Mutex::new(Discovery::default())),
         })
@@ -263,6 +320,7 @@ impl BlobSourceConfig {
 pub struct AzureContainer {
     client: ContainerClient,
     prefix: String,
+    filter: PathFilter,
     full_listing_every: Duration,
     discovery: Arc<Mutex<Discovery>>,
 }
@@ -277,19 +335,19 @@ struct Discovery {
     /// False if some blob has no `y=/m=/d=/h=` partition (the legacy layout): then every
     /// poll lists the whole container.
     partitioned: bool,
+    /// Requests the last full listing took.
+    full_pages: usize,
 }
 
-/// The part of a blob name before its `y=YYYY/m=MM/d=DD/h=HH/` partition, found wherever
-/// it is in the path (VNet and NSG paths have different depths).
-fn hour_dir(name: &str) -> Option<&str> {
-    let at = name.find("/y=")? + 1;
-    let rest = &name[at..];
-    let ok = rest.len() > 21
-        && rest.as_bytes()[6] == b'/'
-        && rest[7..].starts_with("m=")
-        && rest[12..].starts_with("d=")
-        && rest[17..].starts_with("h=");
-    ok.then_some(&name[..at])
+/// A page of a full listing carries up to 5,000 names (about 2 MB of XML); a listing of one
+/// hour of one NSG, a few. Weighed this much more, a full page is compared with the
+/// requests of a partial listing.
+const FULL_PAGE_WEIGHT: usize = 10;
+
+/// True if listing the current and previous hour of `dirs` NSGs (two requests each) costs
+/// less than listing everything again.
+fn partial_is_cheaper(dirs: usize, full_pages: usize) -> bool {
+    2 * dirs <= FULL_PAGE_WEIGHT * full_pages.max(1)
 }
 
 /// Writing, as Network Watcher does (for `flowgate simulate`, tests and demos).
@@ -301,6 +359,16 @@ impl AzureContainer {
             Err(e) if status_of(&e) == Some(409) => Ok(()),
             Err(e) => Err(store_error(self.client.container_name(), e)),
         }
+    }
+
+    /// Writes a whole block blob in one request (tests: filling a container).
+    pub async fn put_blob(&self, name: &str, data: Vec<u8>) -> Result<(), StoreError> {
+        self.client
+            .blob_client(name)
+            .put_block_blob(data)
+            .await
+            .map(|_| ())
+            .map_err(|e| store_error(name, e))
     }
 
     /// Stages one block of a block blob (`id`s of a blob must all have the same length).
@@ -375,18 +443,35 @@ fn store_error(what: &str, e: azure_core::Error) -> StoreError {
     }
 }
 
-/// SDK errors can carry response bodies over many lines; a log line needs one.
+/// The error and its causes, one line each joined by ": " (SDK errors can carry response
+/// bodies over many lines, and their top line alone can hide the cause).
 fn first_line(e: &azure_core::Error) -> String {
-    e.to_string().lines().next().unwrap_or_default().to_owned()
+    let mut parts: Vec<String> = Vec::new();
+    let mut next: Option<&dyn std::error::Error> = Some(e);
+    while let Some(err) = next {
+        let line = err
+            .to_string()
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        if !line.is_empty() && !parts.iter().any(|p| p.contains(&line)) {
+            parts.push(line);
+        }
+        next = err.source();
+    }
+    parts.join(": ")
 }
 
 impl AzureContainer {
-    /// Every `*.json` blob whose name starts with `prefix` (paged by the SDK).
+    /// Every `*.json` blob whose name starts with `prefix` and passes the filter (paged by
+    /// the SDK); returns the number of requests.
     async fn list_prefix(
         &self,
         prefix: &str,
         objects: &mut Vec<ObjectInfo>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<usize, StoreError> {
+        let mut requests = 0;
         let mut pages = self
             .client
             .list_blobs()
@@ -394,8 +479,11 @@ impl AzureContainer {
             .into_stream();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| store_error(self.client.container_name(), e))?;
+            requests += 1;
             for blob in page.blobs.blobs() {
-                if blob.name.to_ascii_lowercase().ends_with(".json") {
+                if blob.name.to_ascii_lowercase().ends_with(".json")
+                    && self.filter.accepts(&blob.name)
+                {
                     objects.push(ObjectInfo {
                         name: blob.name.clone(),
                         len: blob.properties.content_length,
@@ -403,7 +491,7 @@ impl AzureContainer {
                 }
             }
         }
-        Ok(())
+        Ok(requests)
     }
 }
 
@@ -412,15 +500,18 @@ impl ObjectStore for AzureContainer {
         let (full_due, dirs) = {
             let d = self.discovery.lock().expect("discovery lock");
             let due = !d.partitioned
+                || !partial_is_cheaper(d.hour_dirs.len(), d.full_pages)
                 || d.last_full
                     .is_none_or(|t| t.elapsed() >= self.full_listing_every);
             (due, d.hour_dirs.clone())
         };
         let mut objects = Vec::new();
+        let mut requests = 0;
         if full_due {
-            self.list_prefix(&self.prefix, &mut objects).await?;
+            requests = self.list_prefix(&self.prefix, &mut objects).await?;
             let mut d = self.discovery.lock().expect("discovery lock");
             d.last_full = Some(Instant::now());
+            d.full_pages = requests;
             d.partitioned = objects.iter().all(|o| hour_dir(&o.name).is_some());
             d.hour_dirs = objects
                 .iter()
@@ -437,7 +528,8 @@ impl ObjectStore for AzureContainer {
                 .map(|t| UtcTime::from_epoch_ms(t * 1000).hour_partition());
             for dir in &dirs {
                 for hour in &hours {
-                    self.list_prefix(&format!("{dir}{hour}"), &mut objects)
+                    requests += self
+                        .list_prefix(&format!("{dir}{hour}"), &mut objects)
                         .await?;
                 }
             }
@@ -447,6 +539,7 @@ impl ObjectStore for AzureContainer {
         Ok(Listing {
             objects,
             complete: full_due,
+            requests,
         })
     }
 
@@ -485,18 +578,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hour_partitions_are_found_at_any_depth() {
-        let nsg = "resourceId=/SUBSCRIPTIONS/S/RESOURCEGROUPS/RG/PROVIDERS/MICROSOFT.NETWORK/NETWORKSECURITYGROUPS/N/y=2024/m=03/d=04/h=10/m=00/macAddress=000D3A8F7856/PT1H.json";
-        assert_eq!(
-            hour_dir(nsg),
-            Some("resourceId=/SUBSCRIPTIONS/S/RESOURCEGROUPS/RG/PROVIDERS/MICROSOFT.NETWORK/NETWORKSECURITYGROUPS/N/")
-        );
-        let vnet = "flowLogResourceID=/S_NETWORKWATCHERRG/NETWORKWATCHER_EASTUS_FL/y=2024/m=03/d=04/h=10/m=00/macAddress=1/PT1H.json";
-        assert_eq!(
-            hour_dir(vnet),
-            Some("flowLogResourceID=/S_NETWORKWATCHERRG/NETWORKWATCHER_EASTUS_FL/")
-        );
-        assert_eq!(hour_dir("myvm-nsg/2018/05/01/PT1H.json"), None);
-        assert_eq!(hour_dir("x/y=2024/PT1H.json"), None);
+    fn partial_listing_only_while_cheaper() {
+        // 100,000 blobs (20 pages): up to 100 NSGs are polled by hour prefix.
+        assert!(partial_is_cheaper(100, 20));
+        assert!(!partial_is_cheaper(101, 20));
+        // A small container: the full listing is one page.
+        assert!(partial_is_cheaper(5, 1));
+        assert!(!partial_is_cheaper(6, 1));
     }
 }

@@ -9,9 +9,11 @@
 use crate::anchor::{Anchor, ANCHOR_BYTES};
 use crate::checkpoint::{Checkpoint, CheckpointError, CheckpointStore};
 use crate::extract::{extract, BraceScanner};
+use crate::path::{hour_start, PathFilter};
 use crate::store::{ObjectStore, StoreError};
 use crate::tracker::{AckEffect, RangeTracker};
 use bytes::Bytes;
+use flowgate_core::time::UtcTime;
 use flowgate_core::{metric_names as m, Ack, BatchStatus, Finalizer, Origin, RecordBatch};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -20,15 +22,35 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, info, warn};
 
-/// Where to begin in objects that have no checkpoint when flowgate starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
+/// Where to begin in objects that have no checkpoint: `"beginning"`, `"end"` or an RFC
+/// 3339 timestamp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum StartAt {
     /// Forward everything already there.
     #[default]
     Beginning,
     /// Skip what is there at start-up; forward only what is appended later.
     End,
+    /// Skip the objects whose hour partition ended before this time (seconds since the
+    /// epoch); read the others from their beginning. The hour the time falls in is read
+    /// whole: up to 59 minutes earlier, never later. Objects without an hour partition in
+    /// their name are read whole.
+    Since(i64),
+}
+
+impl<'de> Deserialize<'de> for StartAt {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        match s.as_str() {
+            "beginning" => Ok(StartAt::Beginning),
+            "end" => Ok(StartAt::End),
+            _ => UtcTime::parse_rfc3339(&s).map(StartAt::Since).ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "expected \"beginning\", \"end\" or an RFC 3339 time such as \"2024-03-04T10:00:00Z\", got {s:?}"
+                ))
+            }),
+        }
+    }
 }
 
 /// How a follower reads; part of every source's configuration.
@@ -42,6 +64,8 @@ pub struct FollowOptions {
     pub max_record_bytes: usize,
     /// Carried into every event, beside the source's name.
     pub subscription_tag: Option<Arc<str>>,
+    /// Which objects to follow, by the subscription, resource group and NSG in their names.
+    pub filter: PathFilter,
 }
 
 pub(crate) fn default_poll_interval() -> f64 {
@@ -67,7 +91,13 @@ impl FollowOptions {
             read_chunk_bytes,
             max_record_bytes,
             subscription_tag: None,
+            filter: PathFilter::default(),
         }
+    }
+
+    pub fn with_filter(mut self, filter: PathFilter) -> Self {
+        self.filter = filter;
+        self
     }
 
     pub fn with_subscription_tag(mut self, tag: Option<&str>) -> Self {
@@ -116,6 +146,8 @@ struct ObjectState {
     tracker: RangeTracker,
     /// The checkpoint last written to the store.
     stored: Option<u64>,
+    /// Older than `start_at`: listed but never read.
+    before_start: bool,
 }
 
 impl ObjectState {
@@ -362,6 +394,9 @@ impl<S: ObjectStore> Follower<S> {
                 return;
             }
         };
+        let kind = if listing.complete { "full" } else { "partial" };
+        metrics::counter!(m::SOURCE_LIST_REQUESTS_TOTAL, "kind" => kind)
+            .increment(listing.requests as u64);
         let first_scan = std::mem::take(&mut self.first_scan);
         if listing.complete {
             let present: HashSet<&str> = listing.objects.iter().map(|o| o.name.as_str()).collect();
@@ -380,10 +415,16 @@ impl<S: ObjectStore> Follower<S> {
                 return;
             }
             if !self.objects.contains_key(&info.name) {
+                if !self.options.filter.accepts(&info.name) {
+                    continue;
+                }
                 let state = self.discover(&info.name, info.len, first_scan).await;
                 self.objects.insert(info.name.clone(), state);
             }
             let object = self.objects.get_mut(&info.name).expect("just inserted");
+            if object.before_start {
+                continue;
+            }
             if info.len < object.read_pos {
                 warn!(source = %self.name, object = %object.origin.path, size = info.len, offset = object.read_pos, "object shrank; reading it from the start");
                 object.restart("truncated");
@@ -408,7 +449,17 @@ impl<S: ObjectStore> Follower<S> {
     async fn discover(&mut self, name: &str, len: u64, first_scan: bool) -> ObjectState {
         let key = format!("{}/{}", self.name, name);
         metrics::counter!(m::SOURCE_FILES_DISCOVERED_TOTAL).increment(1);
-        let resume = match self.checkpoints.get(&key).ok().flatten() {
+        let checkpoint = self.checkpoints.get(&key).ok().flatten();
+        let before_start = match self.options.start_at {
+            StartAt::Since(t) => {
+                checkpoint.is_none() && hour_start(name).is_some_and(|h| h + 3600 <= t)
+            }
+            _ => false,
+        };
+        if before_start {
+            debug!(source = %self.name, object = %name, "object older than start_at; not read");
+        }
+        let resume = match checkpoint {
             Some(cp) => match Anchor::parse(&cp.anchor) {
                 Some(anchor)
                     if cp.offset <= len && self.anchor_holds(name, cp.offset, anchor).await =>
@@ -439,6 +490,7 @@ impl<S: ObjectStore> Follower<S> {
             read_anchor: anchor,
             tracker: RangeTracker::new(start, anchor),
             stored: resume.map(|(offset, _)| offset),
+            before_start,
         }
     }
 

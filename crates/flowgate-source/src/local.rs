@@ -7,6 +7,7 @@
 use crate::follow::{
     default_max_record, default_poll_interval, default_read_chunk, FollowOptions, StartAt,
 };
+use crate::path::{PathFilter, ScopeNames};
 use crate::store::{Listing, ObjectInfo, ObjectStore, StoreError};
 use serde::Deserialize;
 use std::os::unix::fs::FileExt;
@@ -25,6 +26,12 @@ pub struct LocalSourceConfig {
     pub subscription_tag: Option<String>,
     #[serde(default)]
     pub start_at: StartAt,
+    /// Follow only the objects of these subscriptions, resource groups and NSGs.
+    #[serde(default)]
+    pub include: ScopeNames,
+    /// Never follow the objects of these.
+    #[serde(default)]
+    pub exclude: ScopeNames,
     /// Bytes read per batch; bounds memory together with the channel capacity.
     #[serde(default = "default_read_chunk")]
     pub read_chunk_bytes: usize,
@@ -39,6 +46,7 @@ impl LocalSourceConfig {
         if self.path.as_os_str().is_empty() {
             return Err(format!("{prefix}.path must not be empty"));
         }
+        self.filter().validate(prefix)?;
         FollowOptions::check(
             prefix,
             self.poll_interval_secs,
@@ -55,6 +63,14 @@ impl LocalSourceConfig {
             self.max_record_bytes,
         )
         .with_subscription_tag(self.subscription_tag.as_deref())
+        .with_filter(self.filter())
+    }
+
+    fn filter(&self) -> PathFilter {
+        PathFilter {
+            include: self.include.clone(),
+            exclude: self.exclude.clone(),
+        }
     }
 }
 
@@ -79,6 +95,7 @@ impl ObjectStore for LocalDir {
         Ok(Listing {
             objects,
             complete: true,
+            requests: 0,
         })
     }
 

@@ -21,6 +21,8 @@ pub struct Listing {
     /// True if every existing object is listed, so that one missing from the listing is
     /// gone; false for a partial listing (only the objects that can still change).
     pub complete: bool,
+    /// Requests the listing took (0 for a local directory).
+    pub requests: usize,
 }
 
 #[derive(Debug, thiserror::Error)]

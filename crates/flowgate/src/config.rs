@@ -36,6 +36,7 @@ struct RawConfig {
 }
 
 #[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)] // read once at start-up; size does not matter
 pub enum SourceConfig {
     Local(LocalSourceConfig),
     AzureBlob(BlobSourceConfig),
