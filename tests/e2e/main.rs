@@ -5,5 +5,7 @@ mod cli;
 mod golden;
 mod identity;
 mod parse_back;
+mod rsyslog;
 mod run;
 mod support;
+mod syslog;

@@ -10,9 +10,9 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-type Parsed = (BTreeMap<String, String>, BTreeMap<String, String>);
+pub(crate) type Parsed = (BTreeMap<String, String>, BTreeMap<String, String>);
 
-fn cef_parse(python: &std::path::Path, cef: &[u8]) -> Vec<Parsed> {
+pub(crate) fn cef_parse(python: &std::path::Path, cef: &[u8]) -> Vec<Parsed> {
     let mut child = Command::new(python)
         .arg(repo().join("tests/tools/cef_parse.py"))
         .stdin(Stdio::piped())

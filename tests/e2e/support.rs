@@ -178,7 +178,6 @@ impl Drop for Instance {
 
 /// A throwaway CA, a server certificate for 127.0.0.1 and localhost, and a client
 /// certificate, made with the `openssl` command.
-#[allow(dead_code)] // client certificates: the mutual TLS tests (syslog sink)
 pub struct Certs {
     pub ca: PathBuf,
     pub server_cert: PathBuf,

@@ -24,8 +24,14 @@ pub const SOURCE_RESETS_TOTAL: &str = "flowgate_source_resets_total";
 pub const SINK_EVENTS_SENT_TOTAL: &str = "flowgate_sink_events_sent_total";
 /// Label `sink`.
 pub const SINK_BYTES_SENT_TOTAL: &str = "flowgate_sink_sent_bytes_total";
-/// Label `sink`.
+/// Label `sink`: batches written again (a failed write, or a connection that broke
+/// before the receiver acknowledged them).
 pub const SINK_RETRIES_TOTAL: &str = "flowgate_sink_retries_total";
+/// Labels `sink`, `reason`: `udp` (oversize with `oversize = "drop"`, or a failed send),
+/// `unreachable` (`when_unreachable = "drop"`), `kafka` (a message Kafka refused for good).
+pub const SINK_EVENTS_DROPPED_TOTAL: &str = "flowgate_sink_events_dropped_total";
+/// Label `sink`: failed connection attempts.
+pub const SINK_CONNECT_ERRORS_TOTAL: &str = "flowgate_sink_connect_errors_total";
 /// Label `status`: `delivered`, `dropped`, `failed`.
 pub const BATCHES_ACKNOWLEDGED_TOTAL: &str = "flowgate_batches_acknowledged_total";
 pub const CHECKPOINT_WRITES_TOTAL: &str = "flowgate_checkpoint_writes_total";

@@ -1,6 +1,7 @@
 //! Sink configuration: what `flowgate validate` checks and `build()` turns into a sink.
 
-use crate::encode::{Encoder, Format, Framing, SyslogConfig};
+use crate::encode::{Encoder, Format, Framing, SyslogConfig, SyslogKind};
+use crate::syslog::SyslogSinkConfig;
 use serde::Deserialize;
 use std::path::PathBuf;
 
@@ -19,8 +20,9 @@ impl EncodingConfig {
             .map_err(|e| format!("{prefix}.encoding.{e}"))
     }
 
-    pub fn encoder(&self, framing: Framing) -> Encoder {
-        Encoder::new(self.format, self.syslog.build(), framing)
+    /// The encoder; `default_header` applies when `syslog.kind` is not set.
+    pub fn encoder(&self, framing: Framing, default_header: SyslogKind) -> Encoder {
+        Encoder::new(self.format, self.syslog.build(default_header), framing)
     }
 }
 
@@ -49,10 +51,11 @@ fn yes() -> bool {
 }
 
 /// One `[sinks.NAME]` table, chosen by its `type`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum SinkConfig {
     Stdout(StdoutSinkConfig),
     File(FileSinkConfig),
+    Syslog(SyslogSinkConfig),
 }
 
 impl SinkConfig {
@@ -67,6 +70,7 @@ impl SinkConfig {
                 }
                 c.encoding.validate(&prefix)
             }
+            SinkConfig::Syslog(c) => c.validate(&prefix),
         }
     }
 }

@@ -2,7 +2,9 @@
 
 pub mod config;
 pub mod encode;
+pub mod syslog;
 pub mod writer;
 
 pub use config::{EncodingConfig, FileSinkConfig, SinkConfig, StdoutSinkConfig};
+pub use syslog::{SyslogSink, SyslogSinkConfig};
 pub use writer::WriterSink;

@@ -5,7 +5,7 @@
 //! told to stop; the batch's checkpoint holds meanwhile.
 
 use crate::config::{FileSinkConfig, StdoutSinkConfig};
-use crate::encode::{Encoder, Framing};
+use crate::encode::{Encoder, Framing, SyslogKind};
 use flowgate_core::{metric_names as m, BatchStatus, Delivery};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -30,7 +30,7 @@ impl WriterSink {
         WriterSink {
             name: name.to_owned(),
             target: Target::Stdout,
-            encoder: config.encoding.encoder(Framing::Newline),
+            encoder: config.encoding.encoder(Framing::Newline, SyslogKind::None),
         }
     }
 
@@ -49,7 +49,7 @@ impl WriterSink {
                 file,
                 fsync: config.fsync,
             },
-            encoder: config.encoding.encoder(Framing::Newline),
+            encoder: config.encoding.encoder(Framing::Newline, SyslogKind::None),
         })
     }
 

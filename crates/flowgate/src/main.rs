@@ -317,12 +317,12 @@ fn run_convert(
     files: &[PathBuf],
 ) -> Result<ExitCode> {
     let syslog = SyslogConfig {
-        kind: syslog,
+        kind: Some(syslog),
         hostname,
         ..SyslogConfig::default()
     };
     syslog.validate().map_err(anyhow::Error::msg)?;
-    let header = syslog.build();
+    let header = syslog.build(SyslogKind::None);
     let mut encoder = Encoder::new(format, header, Framing::Newline);
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());

@@ -12,7 +12,7 @@
 use crate::config::{Config, SourceConfig};
 use anyhow::{Context, Result};
 use flowgate_core::{BatchStatus, Delivery, RecordBatch};
-use flowgate_sink::{SinkConfig, WriterSink};
+use flowgate_sink::{SinkConfig, SyslogSink, WriterSink};
 use flowgate_source::{CheckpointStore, Follower, LocalDir};
 use flowgate_transform::Flattener;
 use std::collections::HashSet;
@@ -49,16 +49,26 @@ pub async fn run(
     let mut sink_inputs = Vec::new();
     let mut sink_tasks = Vec::new();
     for (name, sink) in &config.sinks {
-        let writer = match sink {
-            SinkConfig::Stdout(c) => WriterSink::stdout(name, c),
-            SinkConfig::File(c) => {
-                WriterSink::file(name, c).with_context(|| format!("sinks.{name}"))?
-            }
-        };
         let (tx, rx) = mpsc::channel::<Delivery>(capacity);
         let abort = abort.clone();
         sink_inputs.push(tx);
-        sink_tasks.push(tokio::task::spawn_blocking(move || writer.run(rx, abort)));
+        // Writers block on their files; network sinks are tasks.
+        let task = match sink {
+            SinkConfig::Stdout(c) => {
+                let writer = WriterSink::stdout(name, c);
+                tokio::task::spawn_blocking(move || writer.run(rx, abort))
+            }
+            SinkConfig::File(c) => {
+                let writer = WriterSink::file(name, c).with_context(|| format!("sinks.{name}"))?;
+                tokio::task::spawn_blocking(move || writer.run(rx, abort))
+            }
+            SinkConfig::Syslog(c) => {
+                let sink =
+                    SyslogSink::new(name, c).map_err(|e| anyhow::anyhow!("sinks.{name}: {e}"))?;
+                tokio::spawn(sink.run(rx, abort))
+            }
+        };
+        sink_tasks.push(task);
     }
 
     let (record_tx, record_rx) = mpsc::channel::<RecordBatch>(capacity);

@@ -32,7 +32,9 @@ impl std::str::FromStr for SyslogKind {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SyslogConfig {
-    pub kind: SyslogKind,
+    /// `none`, `rfc5424` or `rfc3164`; when not set, the sink's default (no header for
+    /// stdout and files, RFC 5424 for the syslog sink).
+    pub kind: Option<SyslogKind>,
     /// Facility name (`local0`..`local7`, `user`, `daemon`, `auth`, ...) or number 0–23.
     pub facility: String,
     /// Severity of allowed flows (`informational` by default).
@@ -48,7 +50,7 @@ pub struct SyslogConfig {
 impl Default for SyslogConfig {
     fn default() -> Self {
         SyslogConfig {
-            kind: SyslogKind::None,
+            kind: None,
             facility: "local0".into(),
             allow_severity: "informational".into(),
             deny_severity: "warning".into(),
@@ -118,9 +120,10 @@ impl SyslogConfig {
         Ok(())
     }
 
-    /// The header writer; call after `validate()`.
-    pub fn build(&self) -> Option<SyslogHeader> {
-        if self.kind == SyslogKind::None {
+    /// The header writer, `kind` defaulting to `default_kind`; call after `validate()`.
+    pub fn build(&self, default_kind: SyslogKind) -> Option<SyslogHeader> {
+        let kind = self.kind.unwrap_or(default_kind);
+        if kind == SyslogKind::None {
             return None;
         }
         let facility = lookup(&self.facility, &FACILITIES).unwrap_or(16);
@@ -135,7 +138,7 @@ impl SyslogConfig {
         middle.extend_from_slice(host.as_bytes());
         middle.push(b' ');
         middle.extend_from_slice(self.app_name.as_bytes());
-        match self.kind {
+        match kind {
             SyslogKind::Rfc5424 => {
                 middle.extend_from_slice(b" - ");
                 middle.extend_from_slice(self.msgid.as_bytes());
@@ -144,7 +147,7 @@ impl SyslogConfig {
             _ => middle.extend_from_slice(b": "),
         }
         Some(SyslogHeader {
-            kind: self.kind,
+            kind,
             allow_pri: pri(&self.allow_severity),
             deny_pri: pri(&self.deny_severity),
             middle,
