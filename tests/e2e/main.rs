@@ -4,6 +4,7 @@ mod azure;
 mod cli;
 mod golden;
 mod identity;
+mod kafka;
 mod parse_back;
 mod rsyslog;
 mod run;

@@ -1,6 +1,7 @@
 //! Sink configuration: what `flowgate validate` checks and `build()` turns into a sink.
 
 use crate::encode::{Encoder, Format, Framing, SyslogConfig, SyslogKind};
+use crate::kafka::KafkaSinkConfig;
 use crate::syslog::SyslogSinkConfig;
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -56,6 +57,7 @@ pub enum SinkConfig {
     Stdout(StdoutSinkConfig),
     File(FileSinkConfig),
     Syslog(SyslogSinkConfig),
+    Kafka(KafkaSinkConfig),
 }
 
 impl SinkConfig {
@@ -71,6 +73,7 @@ impl SinkConfig {
                 c.encoding.validate(&prefix)
             }
             SinkConfig::Syslog(c) => c.validate(&prefix),
+            SinkConfig::Kafka(c) => c.validate(&prefix),
         }
     }
 }

@@ -146,16 +146,18 @@ impl Config {
         let mut sinks = BTreeMap::new();
         for (name, mut table) in raw.sinks {
             let prefix = format!("sinks.{name}");
-            let config = match take_type(&prefix, &mut table, "stdout, file, syslog")?.as_str() {
-                "stdout" => SinkConfig::Stdout(typed(&prefix, table)?),
-                "file" => SinkConfig::File(typed(&prefix, table)?),
-                "syslog" => SinkConfig::Syslog(typed(&prefix, table)?),
-                other => {
-                    return Err(format!(
-                        "{prefix}.type: unknown sink type {other:?} (stdout, file, syslog)"
+            let config =
+                match take_type(&prefix, &mut table, "stdout, file, syslog, kafka")?.as_str() {
+                    "stdout" => SinkConfig::Stdout(typed(&prefix, table)?),
+                    "file" => SinkConfig::File(typed(&prefix, table)?),
+                    "syslog" => SinkConfig::Syslog(typed(&prefix, table)?),
+                    "kafka" => SinkConfig::Kafka(typed(&prefix, table)?),
+                    other => {
+                        return Err(format!(
+                        "{prefix}.type: unknown sink type {other:?} (stdout, file, syslog, kafka)"
                     ))
-                }
-            };
+                    }
+                };
             sinks.insert(name, config);
         }
         Ok(Config {

@@ -12,7 +12,7 @@
 use crate::config::{Config, SourceConfig};
 use anyhow::{Context, Result};
 use flowgate_core::{BatchStatus, Delivery, RecordBatch};
-use flowgate_sink::{SinkConfig, SyslogSink, WriterSink};
+use flowgate_sink::{KafkaSink, SinkConfig, SyslogSink, WriterSink};
 use flowgate_source::{CheckpointStore, Follower, LocalDir};
 use flowgate_transform::Flattener;
 use std::collections::HashSet;
@@ -66,6 +66,11 @@ pub async fn run(
                 let sink =
                     SyslogSink::new(name, c).map_err(|e| anyhow::anyhow!("sinks.{name}: {e}"))?;
                 tokio::spawn(sink.run(rx, abort))
+            }
+            SinkConfig::Kafka(c) => {
+                let sink =
+                    KafkaSink::new(name, c).map_err(|e| anyhow::anyhow!("sinks.{name}: {e}"))?;
+                tokio::task::spawn_blocking(move || sink.run(rx, abort))
             }
         };
         sink_tasks.push(task);

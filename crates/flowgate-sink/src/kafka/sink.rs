@@ -1,0 +1,197 @@
+//! The Kafka sink: one message per event, on librdkafka's threaded producer.
+//!
+//! A batch is delivered when every one of its messages has a successful delivery report
+//! (with `acks = "all"`: written to every in-sync replica). librdkafka retries on its own
+//! with no time limit (`message.timeout.ms = 0`), in order per partition with idempotence,
+//! so a broker outage only waits. A full producer queue makes the sender wait, which
+//! fills the channels and stops the sources. A message the broker refuses for good (too
+//! large) is counted as dropped; any other failed report fails the batch, which the
+//! source then reads again from its checkpoint.
+
+use super::config::{KafkaSinkConfig, KeyBy};
+use crate::encode::{Encoder, Framing, SyslogKind};
+use flowgate_core::{metric_names as m, BatchStatus, Delivery, Finalizer};
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::ClientContext;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tracing::{error, warn};
+
+/// One batch's messages in flight.
+struct InFlight {
+    remaining: AtomicUsize,
+    failed: AtomicBool,
+    dropped: AtomicUsize,
+    events: usize,
+    bytes: usize,
+    finalizer: Mutex<Option<Finalizer>>,
+}
+
+struct Context {
+    sink: String,
+}
+
+impl ClientContext for Context {}
+
+impl ProducerContext for Context {
+    type DeliveryOpaque = Arc<InFlight>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, batch: Arc<InFlight>) {
+        if let Err((e, _)) = result {
+            match e {
+                KafkaError::MessageProduction(
+                    RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::InvalidMessage,
+                ) => {
+                    batch.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                _ => {
+                    if !batch.failed.swap(true, Ordering::Relaxed) {
+                        warn!(sink = %self.sink, error = %e, "Kafka refused a message; the batch will be read again");
+                    }
+                }
+            }
+        }
+        if batch.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let Some(finalizer) = batch.finalizer.lock().expect("finalizer lock").take() else {
+                return;
+            };
+            let dropped = batch.dropped.load(Ordering::Relaxed);
+            if dropped > 0 {
+                error!(sink = %self.sink, messages = dropped, "Kafka refused messages for good (too large?); dropped");
+                metrics::counter!(m::SINK_EVENTS_DROPPED_TOTAL, "sink" => self.sink.clone(), "reason" => "kafka")
+                    .increment(dropped as u64);
+            }
+            if batch.failed.load(Ordering::Relaxed) {
+                metrics::counter!(m::SINK_RETRIES_TOTAL, "sink" => self.sink.clone()).increment(1);
+                finalizer.update(BatchStatus::Failed);
+            } else {
+                metrics::counter!(m::SINK_EVENTS_SENT_TOTAL, "sink" => self.sink.clone())
+                    .increment((batch.events - dropped) as u64);
+                metrics::counter!(m::SINK_BYTES_SENT_TOTAL, "sink" => self.sink.clone())
+                    .increment(batch.bytes as u64);
+                finalizer.update(BatchStatus::Delivered);
+            }
+        }
+    }
+}
+
+pub struct KafkaSink {
+    name: String,
+    topic: String,
+    key: KeyBy,
+    encoder: Encoder,
+    producer: ThreadedProducer<Context>,
+}
+
+impl KafkaSink {
+    /// Creates the producer (it connects in the background; an unreachable broker is not
+    /// a start-up error).
+    pub fn new(name: &str, config: &KafkaSinkConfig) -> Result<KafkaSink, String> {
+        let mut client = ClientConfig::new();
+        for (k, v) in config.properties() {
+            client.set(k, v);
+        }
+        let producer = client
+            .create_with_context(Context {
+                sink: name.to_owned(),
+            })
+            // librdkafka names the property; its messages never quote values.
+            .map_err(|e| format!("Kafka producer: {e}"))?;
+        Ok(KafkaSink {
+            name: name.to_owned(),
+            topic: config.topic.clone(),
+            key: config.key,
+            encoder: config.encoding.encoder(Framing::Newline, SyslogKind::None),
+            producer,
+        })
+    }
+
+    /// Sends batches until the channel closes, then waits for every delivery report (or
+    /// `abort`: then the batches still in flight count as failed).
+    pub fn run(mut self, mut input: mpsc::Receiver<Delivery>, abort: watch::Receiver<bool>) {
+        let mut buf = Vec::new();
+        let mut key = Vec::new();
+        'batches: while let Some(delivery) = input.blocking_recv() {
+            buf.clear();
+            self.encoder.encode_batch(&delivery.batch, &mut buf);
+            let events = &delivery.batch.events;
+            if events.is_empty() {
+                delivery.finalizer.update(BatchStatus::Delivered);
+                continue;
+            }
+            let in_flight = Arc::new(InFlight {
+                remaining: AtomicUsize::new(events.len()),
+                failed: AtomicBool::new(false),
+                dropped: AtomicUsize::new(0),
+                events: events.len(),
+                bytes: buf.len(),
+                finalizer: Mutex::new(Some(delivery.finalizer)),
+            });
+            // One line per event: messages never contain a raw newline.
+            let messages = buf.split(|&b| b == b'\n').filter(|l| !l.is_empty());
+            for (e, payload) in events.iter().zip(messages) {
+                key.clear();
+                match self.key {
+                    KeyBy::Nsg => {
+                        let (_, record) = delivery.batch.context_of(e);
+                        key.extend_from_slice(record.resource_id.as_bytes());
+                    }
+                    KeyBy::SourceIp => {
+                        let _ = write!(key, "{}", e.src_ip);
+                    }
+                    KeyBy::None => {}
+                }
+                let mut record =
+                    BaseRecord::with_opaque_to(&self.topic, in_flight.clone()).payload(payload);
+                if !key.is_empty() {
+                    record = record.key(&key[..]);
+                }
+                loop {
+                    match self.producer.send(record) {
+                        Ok(()) => break,
+                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                            // Backpressure: wait for deliveries to make room.
+                            if *abort.borrow() {
+                                break 'batches;
+                            }
+                            record = r;
+                            std::thread::sleep(Duration::from_millis(5));
+                        }
+                        Err((e, r)) => {
+                            // Refused before queueing (too large, unknown topic...): the
+                            // delivery callback never sees it, so account for it here.
+                            drop(r);
+                            warn!(sink = %self.name, error = %e, "message not queued");
+                            in_flight.failed.store(true, Ordering::Relaxed);
+                            Context {
+                                sink: self.name.clone(),
+                            }
+                            .finish_one(&in_flight);
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        // Drained: wait for the reports of what is in flight.
+        while self.producer.in_flight_count() > 0 && !*abort.borrow() {
+            let _ = self.producer.flush(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Context {
+    /// A message that will get no delivery report.
+    fn finish_one(&self, batch: &Arc<InFlight>) {
+        if batch.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            if let Some(f) = batch.finalizer.lock().expect("finalizer lock").take() {
+                f.update(BatchStatus::Failed);
+            }
+        }
+    }
+}
