@@ -3,15 +3,17 @@
 #   scripts/test.sh            formatting, lints, then all unit and end-to-end tests
 # Test peers are installed here, not by hand: a Python venv with PyPI cefp (the CEF parser
 # the tests check our CEF against), npm Azurite (the Blob Storage emulator) and Debian's
-# rsyslog with its TLS drivers (the syslog receiver). With
+# rsyslog with its TLS drivers (the syslog receiver), and tansu (a Kafka broker). With
 # CI=true a test whose peer is missing fails.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+scripts/build-deps.sh
 FLOWGATE_PYTHON="$(scripts/python-deps.sh)"
 FLOWGATE_AZURITE="$(scripts/azurite-deps.sh)"
 FLOWGATE_RSYSLOGD="$(scripts/rsyslog-deps.sh | tail -n1)"
-export FLOWGATE_PYTHON FLOWGATE_AZURITE FLOWGATE_RSYSLOGD
+FLOWGATE_TANSU="$(scripts/kafka-deps.sh | tail -n1)"
+export FLOWGATE_PYTHON FLOWGATE_AZURITE FLOWGATE_RSYSLOGD FLOWGATE_TANSU
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings

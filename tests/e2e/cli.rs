@@ -82,6 +82,8 @@ fn validate_accepts_the_shipped_configs() {
         "configs/azure-workload-identity.example.toml",
         "configs/azure-managed-identity.example.toml",
         "configs/azure-service-principal.example.toml",
+        "configs/kafka-event-hubs.example.toml",
+        "configs/syslog-tls.example.toml",
     ] {
         let out = flowgate(&["validate", "--config", config], None);
         assert!(out.status.success(), "{config}: {}", stderr(&out));
@@ -148,6 +150,31 @@ fn validate_explains_bad_start_times_and_filters() {
         assert_eq!(out.status.code(), Some(2));
         assert!(stderr(&out).contains(message), "{}", stderr(&out));
     }
+}
+
+#[test]
+fn kafka_passthrough_values_never_appear_in_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("kafka.toml");
+    // librdkafka refuses the value and would quote it in its message.
+    std::fs::write(
+        &config,
+        format!("[sources.s]\ntype = \"local\"\npath = \"/nonexistent\"\n[sinks.k]\ntype = \"kafka\"\nbootstrap_servers = \"127.0.0.1:1\"\ntopic = \"t\"\n[sinks.k.librdkafka]\n\"linger.ms\" = \"TOPSECRETKEY\"\n[checkpoints]\npath = \"{}\"\n",
+            dir.path().join("cp.redb").display()
+        ),
+    )
+    .unwrap();
+    let out = flowgate(&["validate", "--config", config.to_str().unwrap()], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("TOPSECRETKEY"));
+    let out = flowgate(&["run", "--config", config.to_str().unwrap()], None);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("sinks.k") && err.contains("linger.ms"),
+        "{err}"
+    );
+    assert!(!err.contains("TOPSECRETKEY"), "{err}");
 }
 
 #[test]

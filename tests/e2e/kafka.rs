@@ -2,7 +2,7 @@
 //! and a real broker (tansu, from `scripts/kafka-deps.sh`): every event arrives, in order
 //! per key; a broker that goes down mid-stream loses nothing.
 
-use crate::support::{fixture, flowgate, Instance};
+use crate::support::{fixture, flowgate, wait_until, Instance};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
@@ -147,36 +147,219 @@ fn mock_broker_down_mid_stream_then_up_loses_nothing() {
     let mock = MockCluster::new(1).unwrap();
     mock.create_topic(TOPIC, PARTITIONS, 1).unwrap();
     let bootstrap = mock.bootstrap_servers();
-    let gen = Instance::new();
-    let big = gen.path("big.json");
-    let out = flowgate(
-        &[
-            "generate",
-            "--mib",
-            "8",
-            "--seed",
-            "3",
-            "--out",
-            big.to_str().unwrap(),
-        ],
-        None,
-    );
-    assert!(out.status.success());
-    let (mut fg, expected) = setup(&[&big], &bootstrap, "");
+    let v2 = fixture("nsg-v2.PT1H.json");
+    let (mut fg, mut expected) = setup(&[&v2], &bootstrap, "compression = \"lz4\"");
     fg.start();
-    // Down as soon as the first messages are there.
-    let first = consume(&bootstrap, 1, Duration::from_secs(30));
+    let first = consume(&bootstrap, expected.len(), Duration::from_secs(30));
+    assert_eq!(first.len(), expected.len());
+    // The broker goes away while flowgate is connected, and more flows arrive meanwhile.
     mock.broker_down(-1).unwrap();
-    assert!(
-        !first.is_empty() && first.len() < expected.len(),
-        "{}",
-        first.len()
-    );
+    expected.extend(add_file(&fg, 1, &generated(2, 3)));
     std::thread::sleep(Duration::from_secs(3));
     mock.broker_up(-1).unwrap();
     let got = consume(&bootstrap, expected.len(), Duration::from_secs(60));
     fg.stop();
     assert_eq!(got.len(), expected.len(), "{}", fg.log());
     // librdkafka's idempotent producer retries without duplicates or reordering.
+    assert_in_order_per_key(&got, &expected);
+}
+
+/// A generated flow log of about `mib` MiB (kept alive by a leaked temp dir).
+fn generated(mib: u32, seed: u32) -> std::path::PathBuf {
+    let dir = Box::leak(Box::new(tempfile::tempdir().unwrap()));
+    let path = dir.path().join("PT1H.json");
+    let out = flowgate(
+        &[
+            "generate",
+            "--mib",
+            &mib.to_string(),
+            "--seed",
+            &seed.to_string(),
+            "--out",
+            path.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(out.status.success());
+    path
+}
+
+/// Puts `file` into the input directory as the `index`-th object; its expected lines.
+fn add_file(fg: &Instance, index: usize, file: &Path) -> Vec<String> {
+    let dir = fg.path(&format!("in/{index:02}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    // Written elsewhere, then renamed: flowgate never sees half a file.
+    let tmp = fg.path("incoming.json");
+    std::fs::copy(file, &tmp).unwrap();
+    std::fs::rename(&tmp, dir.join("PT1H.json")).unwrap();
+    let out = flowgate(
+        &["convert", "--source", "local", file.to_str().unwrap()],
+        None,
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// tansu (a real Kafka broker, from `scripts/kafka-deps.sh`), in memory, behind a tansu
+/// proxy: stopping the proxy is the outage clients see, while the data stays.
+struct Tansu {
+    bin: std::path::PathBuf,
+    broker: std::process::Child,
+    proxy: Option<std::process::Child>,
+    broker_port: u16,
+    proxy_port: u16,
+}
+
+fn tansu_bin() -> Option<std::path::PathBuf> {
+    let candidates = [
+        std::env::var_os("FLOWGATE_TANSU").map(std::path::PathBuf::from),
+        Some(crate::support::repo().join(".peers/tansu/bin/tansu")),
+    ];
+    if let Some(found) = candidates.into_iter().flatten().find(|p| p.exists()) {
+        return Some(found);
+    }
+    assert!(
+        !crate::support::in_ci(),
+        "CI=true but tansu is missing: run scripts/kafka-deps.sh"
+    );
+    eprintln!("skipping: tansu not installed (scripts/kafka-deps.sh)");
+    None
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Tansu {
+    fn start() -> Option<Tansu> {
+        let bin = tansu_bin()?;
+        let broker_port = free_port();
+        let url = format!("tcp://127.0.0.1:{broker_port}");
+        let broker = Self::spawn(
+            &bin,
+            &[
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+            broker_port,
+        );
+        let mut t = Tansu {
+            bin,
+            broker,
+            proxy: None,
+            broker_port,
+            proxy_port: free_port(),
+        };
+        t.start_proxy();
+        let created = std::process::Command::new("timeout")
+            .arg("30")
+            .arg(&t.bin)
+            .args(["topic", "create", "--broker", &url, "--partitions"])
+            .arg(PARTITIONS.to_string())
+            .arg(TOPIC)
+            .output()
+            .unwrap();
+        assert!(
+            created.status.success(),
+            "topic create: {}",
+            String::from_utf8_lossy(&created.stderr)
+        );
+        Some(t)
+    }
+
+    /// Starts `tansu ARGS` and waits for its port: tansu exits 0 on a port collision, so
+    /// a process that is gone is a failure.
+    fn spawn(bin: &Path, args: &[&str], port: u16) -> std::process::Child {
+        let mut child = std::process::Command::new(bin)
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("tansu starts");
+        let ready = wait_until(Duration::from_secs(15), || {
+            assert!(child.try_wait().unwrap().is_none(), "tansu {args:?} exited");
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        assert!(ready, "tansu {args:?} not listening");
+        child
+    }
+
+    fn start_proxy(&mut self) {
+        let url = format!("tcp://127.0.0.1:{}", self.proxy_port);
+        let origin = format!("tcp://127.0.0.1:{}", self.broker_port);
+        self.proxy = Some(Self::spawn(
+            &self.bin,
+            &[
+                "proxy",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+                "--origin-url",
+                &origin,
+            ],
+            self.proxy_port,
+        ));
+    }
+
+    fn kill_proxy(&mut self) {
+        if let Some(mut p) = self.proxy.take() {
+            let _ = p.kill();
+            let _ = p.wait();
+        }
+    }
+
+    /// Where clients connect (through the proxy).
+    fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.proxy_port)
+    }
+
+    /// The broker itself, for the test's consumer.
+    fn broker(&self) -> String {
+        format!("127.0.0.1:{}", self.broker_port)
+    }
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        self.kill_proxy();
+        let _ = self.broker.kill();
+        let _ = self.broker.wait();
+    }
+}
+
+#[test]
+fn tansu_gets_every_event_in_order_per_key_across_an_outage() {
+    let Some(mut tansu) = Tansu::start() else {
+        return;
+    };
+    let v1 = fixture("nsg-v1.PT1H.json");
+    let vnet = fixture("vnet.PT1H.json");
+    let big = generated(2, 5);
+    let (mut fg, mut expected) = setup(&[&big, &v1, &vnet], &tansu.bootstrap(), "");
+    fg.start();
+    let first = consume(&tansu.broker(), expected.len(), Duration::from_secs(60));
+    assert_eq!(first.len(), expected.len(), "{}", fg.log());
+    // The broker disappears for 5 s while flowgate is connected and more flows arrive,
+    // then comes back on the same port.
+    tansu.kill_proxy();
+    expected.extend(add_file(&fg, 3, &generated(2, 6)));
+    std::thread::sleep(Duration::from_secs(5));
+    tansu.start_proxy();
+    let got = consume(&tansu.broker(), expected.len(), Duration::from_secs(90));
+    fg.stop();
+    assert_eq!(got.len(), expected.len(), "{}", fg.log());
     assert_in_order_per_key(&got, &expected);
 }

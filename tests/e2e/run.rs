@@ -147,7 +147,11 @@ fn follows_growth_and_resumes_exactly_once() {
         ],
         None,
     );
-    assert!(cp.status.success(), "{}", String::from_utf8_lossy(&cp.stderr));
+    assert!(
+        cp.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cp.stderr)
+    );
     let listing = String::from_utf8_lossy(&cp.stdout).to_string();
     let offset = blob.document().len() - 2; // just after the last record, before `]}`
     assert!(listing.contains(&format!("{offset:<12}")), "{listing}");
@@ -284,7 +288,11 @@ fn a_failing_sink_holds_the_checkpoint_and_still_stops() {
         ],
         None,
     );
-    assert!(cp.status.success(), "{}", String::from_utf8_lossy(&cp.stderr));
+    assert!(
+        cp.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cp.stderr)
+    );
     let listing = String::from_utf8_lossy(&cp.stdout).to_string();
     assert!(
         listing.lines().skip(1).all(|l| l.starts_with("0 ")),

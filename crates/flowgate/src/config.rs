@@ -325,7 +325,7 @@ type = "stdout"
         let e = parse(&BASE.replace("\"stdout\"", "\"stdot\""), &[]).unwrap_err();
         assert_eq!(
             e,
-            "sinks.out.type: unknown sink type \"stdot\" (stdout, file)"
+            "sinks.out.type: unknown sink type \"stdot\" (stdout, file, syslog, kafka)"
         );
         let e = parse(
             &format!("{BASE}\n[sinks.out.encoding]\nformat = \"xml\"\n"),

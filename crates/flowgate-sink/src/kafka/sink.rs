@@ -100,8 +100,16 @@ impl KafkaSink {
             .create_with_context(Context {
                 sink: name.to_owned(),
             })
-            // librdkafka names the property; its messages never quote values.
-            .map_err(|e| format!("Kafka producer: {e}"))?;
+            .map_err(|e| {
+                // librdkafka quotes a value it refuses: never show a passthrough value.
+                let mut message = format!("Kafka producer: {e}");
+                for value in config.librdkafka.values() {
+                    if !value.expose().is_empty() {
+                        message = message.replace(value.expose(), "***");
+                    }
+                }
+                message
+            })?;
         Ok(KafkaSink {
             name: name.to_owned(),
             topic: config.topic.clone(),
