@@ -71,6 +71,28 @@ def report(name, tuples, wall, cpu, user, sys_, rss):
                       "peak_rss_mib": round(rss, 1)}), flush=True)
 
 
+def tcp_receiver():
+    """A TCP server that counts newline-framed messages and discards them: (port, [count])."""
+    received = [0]
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+
+    def serve(conn):
+        while True:
+            data = conn.recv(1 << 20)
+            if not data:
+                break
+            received[0] += data.count(b"\n")
+
+    def accept():
+        while True:
+            conn, _ = srv.accept()
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+    threading.Thread(target=accept, daemon=True).start()
+    return srv.getsockname()[1], received
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--nsgs", type=int, default=10)
@@ -79,6 +101,9 @@ def main():
     ap.add_argument("--bin", default="target/release/flowgate")
     ap.add_argument("--fsync", choices=["true", "false"], default="true",
                     help="the file sink's fsync after every batch (its kernel time is flowgate's CPU)")
+    ap.add_argument("--sink", choices=["file", "tcp"], default="file",
+                    help="flowgate's sink: a file, or newline-framed CEF over TCP to a discarding "
+                         "receiver (what the Python peer sends)")
     ap.add_argument("--peer-python", help="a Python with azure-storage-blob, to run pyforwarder.py azure")
     ap.add_argument("--peers-dir", default=os.path.join(os.path.dirname(__file__), "../../shared/peers"))
     ap.add_argument("--timeout", type=float, default=3600)
@@ -91,6 +116,14 @@ def main():
         endpoint = f"http://127.0.0.1:{port}/devstoreaccount1"
         config = os.path.join(work, "flowgate.toml")
         out = os.path.join(work, "out.cef")
+        flowgate_rx = None
+        if a.sink == "tcp":
+            flowgate_rx = tcp_receiver()
+            sink_config = (f'[sinks.siem]\ntype = "syslog"\nmode = "tcp"\nframing = "newline"\n'
+                           f'targets = ["127.0.0.1:{flowgate_rx[0]}"]\n'
+                           f'[sinks.siem.encoding.syslog]\nkind = "none"')
+        else:
+            sink_config = f'[sinks.file]\ntype = "file"\npath = "{out}"\nfsync = {a.fsync}'
         with open(config, "w") as f:
             f.write(f"""
 [sources.azurite]
@@ -100,10 +133,7 @@ endpoint = "{endpoint}"
 poll_interval_secs = 1.0
 full_listing_interval_secs = 1.0
 
-[sinks.file]
-type = "file"
-path = "{out}"
-fsync = {a.fsync}
+{sink_config}
 
 [checkpoints]
 path = "{work}/cp.redb"
@@ -134,27 +164,19 @@ level = "warn"
                     seen["lines"] += chunk.count(b"\n")
                     seen["offset"] += len(chunk)
             return seen["lines"] >= tuples
-        report(f"flowgate azure_blob -> file (fsync={a.fsync})", tuples,
-               *measure([a.bin, "run", "--config", config], flowgate_done, a.timeout))
+        if flowgate_rx:
+            report("flowgate azure_blob -> TCP", tuples,
+                   *measure([a.bin, "run", "--config", config], lambda: flowgate_rx[1][0] >= tuples, a.timeout))
+        else:
+            report(f"flowgate azure_blob -> file (fsync={a.fsync})", tuples,
+                   *measure([a.bin, "run", "--config", config], flowgate_done, a.timeout))
 
         if a.peer_python:
-            received = [0]
-            srv = socket.socket()
-            srv.bind(("127.0.0.1", 0))
-            srv.listen(1)
-
-            def sink():
-                conn, _ = srv.accept()
-                while True:
-                    data = conn.recv(1 << 20)
-                    if not data:
-                        break
-                    received[0] += data.count(b"\n")
-            threading.Thread(target=sink, daemon=True).start()
+            port, received = tcp_receiver()
             conn = (f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={KEY};"
                     f"BlobEndpoint={endpoint};")
             cmd = [a.peer_python, os.path.join(a.peers_dir, "pyforwarder.py"), "azure", "--conn", conn,
-                   "--tcp", f"127.0.0.1:{srv.getsockname()[1]}", "--state", os.path.join(work, "py-state.json")]
+                   "--tcp", f"127.0.0.1:{port}", "--state", os.path.join(work, "py-state.json")]
             report("pyforwarder azure -> TCP", tuples, *measure(cmd, lambda: received[0] >= tuples, a.timeout))
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -136,6 +136,10 @@ fn validate_explains_bad_start_times_and_filters() {
             "sources.s.include.nsgs: names must be non-empty and contain no '/'",
         ),
         (
+            "[filter]\nexclude_cidrs = [\"10.0.0.0/33\"]",
+            "filter.exclude_cidrs: \"10.0.0.0/33\" is not valid",
+        ),
+        (
             "[sources.s.exclude]\nvnets = [\"x\"]",
             "sources.s.exclude.vnets: unknown field `vnets`",
         ),

@@ -2,6 +2,7 @@
 
 mod azure;
 mod cli;
+mod filter;
 mod golden;
 mod identity;
 mod kafka;

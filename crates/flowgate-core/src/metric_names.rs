@@ -8,6 +8,9 @@ pub const RECORDS_FAILED_TOTAL: &str = "flowgate_records_failed_total";
 pub const TUPLES_TOTAL: &str = "flowgate_tuples_total";
 /// Label `reason`: `TupleErrorKind::reason()` in flowgate-transform.
 pub const TUPLES_FAILED_TOTAL: &str = "flowgate_tuples_failed_total";
+/// Label `reason`: the `[filter]` check that removed the event (`action`, `direction`,
+/// `protocol`, `begin`, `address`, `port`, `rule`, `nsg`).
+pub const EVENTS_FILTERED_TOTAL: &str = "flowgate_events_filtered_total";
 pub const SOURCE_BYTES_READ_TOTAL: &str = "flowgate_source_read_bytes_total";
 pub const SOURCE_FILES_DISCOVERED_TOTAL: &str = "flowgate_source_files_discovered_total";
 /// Label `reason`: structural errors between records (offset logged).

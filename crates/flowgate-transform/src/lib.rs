@@ -5,12 +5,14 @@
 //! input is reported as a [`Problem`] and skipped: a bad tuple never drops its neighbours,
 //! a bad record never drops the rest of the batch.
 
+pub mod filter;
 mod flatten;
 mod problem;
 mod raw;
 mod resource_id;
 mod tuple;
 
+pub use filter::{Cidr, Filter, FilterConfig};
 pub use flatten::{FlattenStats, Flattener};
 pub use problem::{Problem, ProblemKind, RecordErrorKind, TupleErrorKind};
 pub use resource_id::ResourceIdParts;

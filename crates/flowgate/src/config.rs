@@ -3,6 +3,7 @@
 
 use flowgate_sink::SinkConfig;
 use flowgate_source::{BlobSourceConfig, LocalSourceConfig};
+use flowgate_transform::FilterConfig;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,6 +16,8 @@ pub struct Config {
     pub sinks: BTreeMap<String, SinkConfig>,
     pub checkpoints: CheckpointsConfig,
     pub pipeline: PipelineConfig,
+    /// `[filter]`: which events go on to the sinks.
+    pub filter: FilterConfig,
     pub log: LogConfig,
 }
 
@@ -31,6 +34,8 @@ struct RawConfig {
     checkpoints: CheckpointsConfig,
     #[serde(default)]
     pipeline: PipelineConfig,
+    #[serde(default)]
+    filter: FilterConfig,
     #[serde(default)]
     log: LogConfig,
 }
@@ -165,6 +170,7 @@ impl Config {
             sinks,
             checkpoints: raw.checkpoints,
             pipeline: raw.pipeline,
+            filter: raw.filter,
             log: raw.log,
         })
     }
@@ -199,6 +205,7 @@ impl Config {
         {
             return Err("pipeline.drain_timeout_secs must be between 0 and 3600".into());
         }
+        self.filter.build()?;
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| format!("log.level: {e}"))?;
         Ok(())

@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 use flowgate_core::{BatchStatus, Delivery, RecordBatch};
 use flowgate_sink::{KafkaSink, SinkConfig, SyslogSink, WriterSink};
 use flowgate_source::{CheckpointStore, Follower, LocalDir};
-use flowgate_transform::Flattener;
+use flowgate_transform::{Filter, Flattener};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -76,8 +76,9 @@ pub async fn run(
         sink_tasks.push(task);
     }
 
+    let filter = config.filter.build().map_err(anyhow::Error::msg)?;
     let (record_tx, record_rx) = mpsc::channel::<RecordBatch>(capacity);
-    let transform = tokio::task::spawn_blocking(move || transform(record_rx, sink_inputs));
+    let transform = tokio::task::spawn_blocking(move || transform(record_rx, sink_inputs, filter));
 
     let mut sources = Vec::new();
     for (name, source) in &config.sources {
@@ -132,12 +133,16 @@ pub async fn run(
 }
 
 /// Flattens each record batch and hands the events to every sink.
-fn transform(mut input: mpsc::Receiver<RecordBatch>, sinks: Vec<mpsc::Sender<Delivery>>) {
+fn transform(
+    mut input: mpsc::Receiver<RecordBatch>,
+    sinks: Vec<mpsc::Sender<Delivery>>,
+    filter: Filter,
+) {
     let mut flattener = Flattener::new();
     let mut reported: HashSet<(Arc<str>, &'static str)> = HashSet::new();
     while let Some(batch) = input.blocking_recv() {
         let origin = batch.origin.clone();
-        let (events, finalizer) = flattener.flatten_batch(batch, |offset, problem| {
+        let (mut events, finalizer) = flattener.flatten_batch(batch, |offset, problem| {
             if reported.len() >= MAX_REMEMBERED_PROBLEMS {
                 reported.clear();
             }
@@ -145,6 +150,7 @@ fn transform(mut input: mpsc::Receiver<RecordBatch>, sinks: Vec<mpsc::Sender<Del
                 warn!(source = %origin.source, file = %origin.path, offset, "{problem} (further problems of this kind in this file are only counted)");
             }
         });
+        filter.apply(&mut events);
         if events.events.is_empty() {
             // Nothing to deliver: the records are done with.
             finalizer.update(BatchStatus::Delivered);

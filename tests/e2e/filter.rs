@@ -1,0 +1,93 @@
+//! `[filter]` end to end: what reaches a sink is exactly the converted events that pass
+//! the filter, checked here on the CEF fields, independently of flowgate's own code.
+
+use crate::support::{fixture, flowgate, Instance};
+
+/// The value of a CEF extension key in `line` (values here have no spaces).
+fn field<'a>(line: &'a str, key: &str) -> &'a str {
+    let k = format!(" {key}=");
+    line.find(&k)
+        .map(|at| line[at + k.len()..].split(' ').next().unwrap())
+        .unwrap_or("")
+}
+
+fn in_10_1(ip: &str) -> bool {
+    ip.starts_with("10.1.")
+}
+
+#[test]
+fn only_events_that_pass_every_check_reach_the_sink() {
+    let mut fg = Instance::new();
+    let files = ["nsg-v1", "nsg-v2", "nsg-edge", "vnet"];
+    let mut all = Vec::new();
+    for (i, name) in files.iter().enumerate() {
+        let src = fixture(&format!("{name}.PT1H.json"));
+        let dir = fg.path(&format!("in/{i:02}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(&src, dir.join("PT1H.json")).unwrap();
+        let out = flowgate(
+            &["convert", "--source", "local", src.to_str().unwrap()],
+            None,
+        );
+        all.extend(
+            String::from_utf8(out.stdout)
+                .unwrap()
+                .lines()
+                .map(str::to_owned),
+        );
+    }
+    // Allowed TCP or UDP flows, no begin tuples, not from or to 10.1.0.0/16, to ports
+    // below 1024 or 3389.
+    let expected: Vec<&String> = all
+        .iter()
+        .filter(|l| field(l, "act") == "A")
+        .filter(|l| matches!(field(l, "proto"), "TCP" | "UDP"))
+        .filter(|l| field(l, "cs2") != "B")
+        .filter(|l| !in_10_1(field(l, "src")) && !in_10_1(field(l, "dst")))
+        .filter(|l| {
+            let port: u16 = field(l, "dpt").parse().unwrap_or(0);
+            port < 1024 || port == 3389
+        })
+        .collect();
+    assert!(
+        !expected.is_empty() && expected.len() < all.len() / 2,
+        "{} of {}",
+        expected.len(),
+        all.len()
+    );
+    std::fs::write(
+        fg.path("flowgate.toml"),
+        format!(
+            r#"[sources.local]
+type = "local"
+path = "{input}"
+poll_interval_secs = 0.2
+
+[sinks.file]
+type = "file"
+path = "{out}"
+
+[checkpoints]
+path = "{cp}"
+
+[filter]
+actions = ["allow"]
+protocols = ["tcp", "17"]
+keep_begin = false
+exclude_cidrs = ["10.1.0.0/16"]
+destination_ports = ["0-1023", "3389"]
+"#,
+            input = fg.path("in").display(),
+            out = fg.path("out.cef").display(),
+            cp = fg.path("cp.redb").display(),
+        ),
+    )
+    .unwrap();
+    fg.start();
+    fg.wait_for_lines(expected.len());
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    fg.stop();
+    let got = fg.output();
+    let want: Vec<String> = expected.into_iter().cloned().collect();
+    assert_eq!(got, want);
+}
