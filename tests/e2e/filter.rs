@@ -91,3 +91,63 @@ destination_ports = ["0-1023", "3389"]
     let want: Vec<String> = expected.into_iter().cloned().collect();
     assert_eq!(got, want);
 }
+
+#[test]
+fn the_service_enriches_exactly_as_convert_does() {
+    let mut fg = Instance::new();
+    let src = fixture("vnet.PT1H.json");
+    let dir = fg.path("in/00");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(&src, dir.join("PT1H.json")).unwrap();
+    let out = flowgate(
+        &[
+            "convert",
+            "--enrich",
+            "--format",
+            "json",
+            "--source",
+            "local",
+            src.to_str().unwrap(),
+        ],
+        None,
+    );
+    let expected: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert!(expected.iter().all(|l| l.contains("\"rule_kind\":")));
+    std::fs::write(
+        fg.path("flowgate.toml"),
+        format!(
+            r#"[sources.local]
+type = "local"
+path = "{input}"
+poll_interval_secs = 0.2
+
+[sinks.file]
+type = "file"
+path = "{out}"
+[sinks.file.encoding]
+format = "json"
+
+[checkpoints]
+path = "{cp}"
+
+[enrich]
+service_names = true
+address_classes = true
+rule_kinds = true
+"#,
+            input = fg.path("in").display(),
+            out = fg.path("out.cef").display(),
+            cp = fg.path("cp.redb").display(),
+        ),
+    )
+    .unwrap();
+    fg.start();
+    fg.wait_for_lines(expected.len());
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    fg.stop();
+    assert_eq!(fg.output(), expected);
+}

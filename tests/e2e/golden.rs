@@ -84,3 +84,42 @@ fn syslog_headers() {
         );
     }
 }
+
+#[test]
+fn every_enrichment_on_in_every_format() {
+    for f in ["nsg-v2", "vnet", "nsg-edge"] {
+        for format in ["cef", "leef", "json"] {
+            check(
+                f,
+                &format!("enriched.{format}"),
+                &["convert", "--enrich", "--format", format],
+            );
+        }
+    }
+}
+
+#[test]
+fn enriched_json_is_json_with_the_added_fields() {
+    let input = fixture("nsg-edge.PT1H.json");
+    let out = flowgate(
+        &[
+            "convert",
+            "--enrich",
+            "--format",
+            "json",
+            input.to_str().unwrap(),
+        ],
+        None,
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        for key in ["src_class", "dst_class", "rule_kind"] {
+            assert!(v[key].is_string(), "{key} in {line}");
+        }
+        let port = v["dst_port"].as_u64().unwrap();
+        if port == 443 && v["protocol"] == "TCP" {
+            assert_eq!(v["service"], "https");
+        }
+    }
+}

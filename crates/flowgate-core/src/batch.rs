@@ -1,6 +1,7 @@
 //! What moves through the channels.
 
 use crate::ack::Finalizer;
+use crate::enrichment::Enrichment;
 use crate::event::{FlowEvent, FlowGroup, RecordContext};
 use bytes::Bytes;
 use std::ops::Range;
@@ -36,6 +37,8 @@ pub struct EventBatch {
     pub records: Vec<RecordContext>,
     pub groups: Vec<FlowGroup>,
     pub events: Vec<FlowEvent>,
+    /// One per event when `[enrich]` is on, else empty.
+    pub enrichment: Vec<Enrichment>,
 }
 
 /// Transform → sink: a batch shared by every sink, and this sink's acknowledgement handle.
@@ -52,6 +55,7 @@ impl EventBatch {
             records: Vec::new(),
             groups: Vec::new(),
             events: Vec::new(),
+            enrichment: Vec::new(),
         }
     }
 

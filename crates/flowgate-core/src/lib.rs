@@ -8,6 +8,7 @@
 
 pub mod ack;
 pub mod batch;
+pub mod enrichment;
 pub mod event;
 pub mod metric_names;
 pub mod secret;
@@ -15,6 +16,7 @@ pub mod time;
 
 pub use ack::{Ack, AckSender, BatchStatus, Finalizer};
 pub use batch::{Delivery, EventBatch, Origin, RecordBatch};
+pub use enrichment::{AddrClass, Enrichment, RuleKind};
 pub use event::{
     Action, Direction, Encryption, FlowEvent, FlowGroup, FlowState, LogKind, Mac, Protocol,
     RecordContext,

@@ -5,6 +5,7 @@
 //! input is reported as a [`Problem`] and skipped: a bad tuple never drops its neighbours,
 //! a bad record never drops the rest of the batch.
 
+pub mod enrich;
 pub mod filter;
 mod flatten;
 mod problem;
@@ -12,6 +13,7 @@ mod raw;
 mod resource_id;
 mod tuple;
 
+pub use enrich::{enrich, EnrichConfig};
 pub use filter::{Cidr, Filter, FilterConfig};
 pub use flatten::{FlattenStats, Flattener};
 pub use problem::{Problem, ProblemKind, RecordErrorKind, TupleErrorKind};

@@ -3,7 +3,7 @@
 
 use flowgate_sink::SinkConfig;
 use flowgate_source::{BlobSourceConfig, LocalSourceConfig};
-use flowgate_transform::FilterConfig;
+use flowgate_transform::{EnrichConfig, FilterConfig};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -18,6 +18,8 @@ pub struct Config {
     pub pipeline: PipelineConfig,
     /// `[filter]`: which events go on to the sinks.
     pub filter: FilterConfig,
+    /// `[enrich]`: what is added to every event.
+    pub enrich: EnrichConfig,
     pub log: LogConfig,
 }
 
@@ -36,6 +38,8 @@ struct RawConfig {
     pipeline: PipelineConfig,
     #[serde(default)]
     filter: FilterConfig,
+    #[serde(default)]
+    enrich: EnrichConfig,
     #[serde(default)]
     log: LogConfig,
 }
@@ -171,6 +175,7 @@ impl Config {
             checkpoints: raw.checkpoints,
             pipeline: raw.pipeline,
             filter: raw.filter,
+            enrich: raw.enrich,
             log: raw.log,
         })
     }

@@ -23,6 +23,8 @@ const MAX_REPORTS: usize = 20;
 pub struct Labels {
     pub source: String,
     pub subscription_tag: Option<String>,
+    /// The `[enrich]` settings.
+    pub enrich: flowgate_transform::EnrichConfig,
 }
 
 /// What converting one input found wrong.
@@ -74,6 +76,7 @@ pub fn convert_input(
             let offset = base + span.start as u64;
             flattener.flatten_record(&buf[span.clone()], &mut batch, |p| report(offset, p));
         }
+        flowgate_transform::enrich(&labels.enrich, &mut batch);
         encoded.clear();
         encoder.encode_batch(&batch, &mut encoded);
         out.write_all(&encoded)?;

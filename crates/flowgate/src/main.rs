@@ -53,6 +53,9 @@ enum Command {
         /// The source's `subscription_tag`, likewise.
         #[arg(long)]
         subscription_tag: Option<String>,
+        /// Add every `[enrich]` field (service names, address classes, rule kinds).
+        #[arg(long)]
+        enrich: bool,
         /// Files to read; `-` is stdin.
         #[arg(required = true)]
         files: Vec<PathBuf>,
@@ -128,6 +131,7 @@ fn main() -> ExitCode {
             hostname,
             source,
             subscription_tag,
+            enrich,
             files,
         } => run_convert(
             format,
@@ -136,6 +140,11 @@ fn main() -> ExitCode {
             convert::Labels {
                 source,
                 subscription_tag,
+                enrich: flowgate_transform::EnrichConfig {
+                    service_names: enrich,
+                    address_classes: enrich,
+                    rule_kinds: enrich,
+                },
             },
             &files,
         ),

@@ -1,7 +1,7 @@
 //! One JSON object per tuple, with the stable names listed in docs/FORMATS.md.
 
 use super::{escape, write, GroupCache};
-use flowgate_core::{FlowEvent, FlowGroup, Origin, RecordContext};
+use flowgate_core::{Enrichment, FlowEvent, FlowGroup, Origin, RecordContext};
 
 pub(super) fn group(o: &Origin, g: &FlowGroup, r: &RecordContext, c: &mut GroupCache) {
     let b = &mut c.tail;
@@ -49,7 +49,7 @@ fn string(out: &mut Vec<u8>, key: &[u8], value: &str) {
     out.push(b'"');
 }
 
-pub(super) fn event(e: &FlowEvent, c: &GroupCache, out: &mut Vec<u8>) {
+pub(super) fn event(e: &FlowEvent, extra: Option<&Enrichment>, c: &GroupCache, out: &mut Vec<u8>) {
     out.extend_from_slice(b"{\"time\":\"");
     write::rfc3339_ms(out, e.time_ms);
     out.extend_from_slice(b"\",\"time_ms\":");
@@ -85,5 +85,28 @@ pub(super) fn event(e: &FlowEvent, c: &GroupCache, out: &mut Vec<u8>) {
     write::optional_uint(out, b",\"bytes_src_to_dst\":", e.bytes_src_to_dst);
     write::optional_uint(out, b",\"packets_dst_to_src\":", e.packets_dst_to_src);
     write::optional_uint(out, b",\"bytes_dst_to_src\":", e.bytes_dst_to_src);
+    if let Some(x) = extra {
+        let values = [
+            x.service,
+            x.src_class.map(|c| c.as_str()),
+            x.dst_class.map(|c| c.as_str()),
+            x.rule_kind.map(|k| k.as_str()),
+        ];
+        for (key, value) in [
+            &b",\"service\":\""[..],
+            b",\"src_class\":\"",
+            b",\"dst_class\":\"",
+            b",\"rule_kind\":\"",
+        ]
+        .into_iter()
+        .zip(values)
+        {
+            if let Some(v) = value {
+                out.extend_from_slice(key);
+                out.extend_from_slice(v.as_bytes());
+                out.push(b'"');
+            }
+        }
+    }
     out.extend_from_slice(&c.tail);
 }

@@ -11,7 +11,7 @@ mod leef;
 pub mod syslog;
 pub mod write;
 
-use flowgate_core::{Action, EventBatch, FlowEvent, LogKind, Protocol};
+use flowgate_core::{Action, Enrichment, EventBatch, FlowEvent, LogKind, Protocol};
 use serde::Deserialize;
 pub use syslog::{SyslogConfig, SyslogHeader, SyslogKind};
 
@@ -83,20 +83,21 @@ impl Encoder {
         // One allocation up front instead of doubling through the batch.
         out.reserve(batch.events.len() * 320);
         let mut current_group = None;
-        for e in &batch.events {
+        for (i, e) in batch.events.iter().enumerate() {
             if current_group != Some(e.group) {
                 self.load_group(batch, e);
                 current_group = Some(e.group);
             }
+            let extra = batch.enrichment.get(i);
             match self.framing {
                 Framing::Newline => {
-                    self.message(e, out);
+                    self.message(e, extra, out);
                     out.push(b'\n');
                 }
                 Framing::OctetCounting => {
                     let mut msg = std::mem::take(&mut self.scratch);
                     msg.clear();
-                    self.message(e, &mut msg);
+                    self.message(e, extra, &mut msg);
                     write::uint(out, msg.len());
                     out.push(b' ');
                     out.extend_from_slice(&msg);
@@ -123,14 +124,56 @@ impl Encoder {
         }
     }
 
-    fn message(&self, e: &FlowEvent, out: &mut Vec<u8>) {
+    fn message(&self, e: &FlowEvent, extra: Option<&Enrichment>, out: &mut Vec<u8>) {
         if let Some(h) = &self.syslog {
             h.write(e, out);
         }
         match self.format {
-            Format::Cef => cef::event(e, &self.cache, out),
-            Format::Leef => leef::event(e, &self.cache, out),
-            Format::Json => json::event(e, &self.cache, out),
+            Format::Cef => {
+                cef::event(e, &self.cache, out);
+                if let Some(x) = extra {
+                    enrichment(x, CEF_KEYS, out);
+                }
+            }
+            Format::Leef => {
+                leef::event(e, &self.cache, out);
+                if let Some(x) = extra {
+                    enrichment(x, LEEF_KEYS, out);
+                }
+            }
+            Format::Json => json::event(e, extra, &self.cache, out),
+        }
+    }
+}
+
+/// Keys of the enrichment fields: service, source class, destination class, rule kind.
+type Keys = [&'static [u8]; 4];
+const CEF_KEYS: Keys = [
+    b" app=",
+    b" srcAddressClass=",
+    b" dstAddressClass=",
+    b" cat=",
+];
+const LEEF_KEYS: Keys = [
+    b"\tservice=",
+    b"\tsrcAddrClass=",
+    b"\tdstAddrClass=",
+    b"\truleKind=",
+];
+
+/// Writes the enrichment fields that are set. Their values come from fixed vocabularies
+/// (letters, digits, `-`, `_`): nothing to escape in any format.
+fn enrichment(x: &Enrichment, keys: Keys, out: &mut Vec<u8>) {
+    let values = [
+        x.service,
+        x.src_class.map(|c| c.as_str()),
+        x.dst_class.map(|c| c.as_str()),
+        x.rule_kind.map(|k| k.as_str()),
+    ];
+    for (key, value) in keys.iter().zip(values) {
+        if let Some(v) = value {
+            out.extend_from_slice(key);
+            out.extend_from_slice(v.as_bytes());
         }
     }
 }

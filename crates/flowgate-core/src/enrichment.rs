@@ -1,0 +1,63 @@
+//! What `[enrich]` adds to an event (computed in flowgate-transform, written by the
+//! encoders).
+
+/// One event's additions; `None` where that enrichment is off or has no answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Enrichment {
+    /// IANA service name of the destination port.
+    pub service: Option<&'static str>,
+    pub src_class: Option<AddrClass>,
+    pub dst_class: Option<AddrClass>,
+    pub rule_kind: Option<RuleKind>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddrClass {
+    Private,
+    Public,
+    /// 168.63.129.16 (platform DNS, DHCP, health probes) and 169.254.169.254 (IMDS).
+    AzurePlatform,
+    Loopback,
+    LinkLocal,
+    Multicast,
+    /// 100.64.0.0/10 (RFC 6598).
+    Shared,
+    Unspecified,
+}
+
+impl AddrClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AddrClass::Private => "private",
+            AddrClass::Public => "public",
+            AddrClass::AzurePlatform => "azure_platform",
+            AddrClass::Loopback => "loopback",
+            AddrClass::LinkLocal => "link_local",
+            AddrClass::Multicast => "multicast",
+            AddrClass::Shared => "shared",
+            AddrClass::Unspecified => "unspecified",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleKind {
+    /// `DefaultRule_*`.
+    Default,
+    /// `UserRule_*`.
+    User,
+    /// A VNet flow log's ACL rule.
+    VnetAcl,
+    Other,
+}
+
+impl RuleKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleKind::Default => "default",
+            RuleKind::User => "user",
+            RuleKind::VnetAcl => "vnet_acl",
+            RuleKind::Other => "other",
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! `[enrich]`: what flowgate adds to each event beyond the flow log's own fields, each
+//! part switched on or off: the IANA service name of the destination port, the class of
+//! each address (private, public, Azure platform, ...), and the kind of rule.
+
+use crate::filter::Cidr;
+use flowgate_core::{AddrClass, Enrichment, EventBatch, LogKind, Protocol, RuleKind};
+use serde::Deserialize;
+use std::net::IpAddr;
+use std::sync::OnceLock;
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct EnrichConfig {
+    /// `https`, `ssh`, `rdp`, ... for well-known destination ports.
+    pub service_names: bool,
+    /// `private`, `public`, `azure_platform`, `loopback`, `link_local`, `multicast`,
+    /// `shared` (carrier-grade NAT), `unspecified`, for source and destination.
+    pub address_classes: bool,
+    /// `default` (`DefaultRule_*`), `user` (`UserRule_*`), `vnet_acl` (VNet flow logs),
+    /// `other`.
+    pub rule_kinds: bool,
+}
+
+impl EnrichConfig {
+    pub fn any(&self) -> bool {
+        self.service_names || self.address_classes || self.rule_kinds
+    }
+}
+
+/// IANA service names of well-known destination ports (TCP and UDP alike, as assigned).
+pub fn service_name(protocol: Protocol, port: u16) -> Option<&'static str> {
+    if protocol != Protocol::TCP && protocol != Protocol::UDP {
+        return None;
+    }
+    Some(match port {
+        20 => "ftp-data",
+        21 => "ftp",
+        22 => "ssh",
+        23 => "telnet",
+        25 => "smtp",
+        53 => "domain",
+        67 => "bootps",
+        68 => "bootpc",
+        69 => "tftp",
+        80 => "http",
+        88 => "kerberos",
+        110 => "pop3",
+        123 => "ntp",
+        135 => "epmap",
+        137 => "netbios-ns",
+        138 => "netbios-dgm",
+        139 => "netbios-ssn",
+        143 => "imap",
+        161 => "snmp",
+        162 => "snmptrap",
+        389 => "ldap",
+        443 => "https",
+        445 => "microsoft-ds",
+        464 => "kpasswd",
+        465 => "submissions",
+        500 => "isakmp",
+        514 => "syslog",
+        587 => "submission",
+        636 => "ldaps",
+        853 => "domain-s",
+        993 => "imaps",
+        995 => "pop3s",
+        1433 => "ms-sql-s",
+        1434 => "ms-sql-m",
+        1812 => "radius",
+        1813 => "radius-acct",
+        2049 => "nfs",
+        2375 => "docker",
+        2376 => "docker-s",
+        3268 => "msft-gc",
+        3269 => "msft-gc-ssl",
+        3306 => "mysql",
+        3389 => "ms-wbt-server",
+        4500 => "ipsec-nat-t",
+        5060 => "sip",
+        5061 => "sips",
+        5432 => "postgresql",
+        5671 => "amqps",
+        5672 => "amqp",
+        5985 => "wsman",
+        5986 => "wsmans",
+        6379 => "redis",
+        6514 => "syslog-tls",
+        8080 => "http-alt",
+        8443 => "pcsync-https",
+        27017 => "mongodb",
+        _ => return None,
+    })
+}
+
+/// Adds an [`Enrichment`] per event to the batch (after filtering: one per kept event).
+pub fn enrich(config: &EnrichConfig, batch: &mut EventBatch) {
+    batch.enrichment.clear();
+    if !config.any() {
+        return;
+    }
+    let mut out = Vec::with_capacity(batch.events.len());
+    for e in &batch.events {
+        let (g, r) = batch.context_of(e);
+        out.push(Enrichment {
+            service: config
+                .service_names
+                .then(|| service_name(e.protocol, e.dst_port))
+                .flatten(),
+            src_class: config.address_classes.then(|| address_class(e.src_ip)),
+            dst_class: config.address_classes.then(|| address_class(e.dst_ip)),
+            rule_kind: config
+                .rule_kinds
+                .then(|| rule_kind(&g.rule, r.kind == LogKind::VNet)),
+        });
+    }
+    batch.enrichment = out;
+}
+
+/// The class of an address: the first block of the table that holds it, else public.
+pub fn address_class(ip: IpAddr) -> AddrClass {
+    static TABLE: OnceLock<Vec<(Cidr, AddrClass)>> = OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        [
+            ("168.63.129.16/32", AddrClass::AzurePlatform),
+            ("169.254.169.254/32", AddrClass::AzurePlatform),
+            ("10.0.0.0/8", AddrClass::Private),
+            ("172.16.0.0/12", AddrClass::Private),
+            ("192.168.0.0/16", AddrClass::Private),
+            ("fc00::/7", AddrClass::Private),
+            ("100.64.0.0/10", AddrClass::Shared),
+            ("127.0.0.0/8", AddrClass::Loopback),
+            ("::1/128", AddrClass::Loopback),
+            ("169.254.0.0/16", AddrClass::LinkLocal),
+            ("fe80::/10", AddrClass::LinkLocal),
+            ("224.0.0.0/4", AddrClass::Multicast),
+            ("ff00::/8", AddrClass::Multicast),
+            ("0.0.0.0/32", AddrClass::Unspecified),
+            ("::/128", AddrClass::Unspecified),
+        ]
+        .iter()
+        .map(|(c, class)| (Cidr::parse(c).expect("valid table"), *class))
+        .collect()
+    });
+    table
+        .iter()
+        .find(|(c, _)| c.contains(ip))
+        .map_or(AddrClass::Public, |(_, class)| *class)
+}
+
+fn rule_kind(rule: &str, vnet: bool) -> RuleKind {
+    if rule.starts_with("DefaultRule_") {
+        RuleKind::Default
+    } else if rule.starts_with("UserRule_") {
+        RuleKind::User
+    } else if vnet {
+        RuleKind::VnetAcl
+    } else {
+        RuleKind::Other
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn address_classes() {
+        let class = |s: &str| address_class(s.parse().unwrap());
+        assert_eq!(class("10.1.2.3"), AddrClass::Private);
+        assert_eq!(class("172.31.255.255"), AddrClass::Private);
+        assert_eq!(class("172.32.0.1"), AddrClass::Public);
+        assert_eq!(class("168.63.129.16"), AddrClass::AzurePlatform);
+        assert_eq!(class("169.254.169.254"), AddrClass::AzurePlatform);
+        assert_eq!(class("169.254.1.1"), AddrClass::LinkLocal);
+        assert_eq!(class("100.100.0.1"), AddrClass::Shared);
+        assert_eq!(class("13.67.143.118"), AddrClass::Public);
+        assert_eq!(class("fd00::1"), AddrClass::Private);
+        assert_eq!(class("fe80::1"), AddrClass::LinkLocal);
+        assert_eq!(class("2001:4860::8888"), AddrClass::Public);
+        assert_eq!(class("::1"), AddrClass::Loopback);
+        assert_eq!(class("239.1.1.1"), AddrClass::Multicast);
+    }
+
+    #[test]
+    fn services_and_rules() {
+        assert_eq!(service_name(Protocol::TCP, 443), Some("https"));
+        assert_eq!(service_name(Protocol::UDP, 53), Some("domain"));
+        assert_eq!(service_name(Protocol::TCP, 3389), Some("ms-wbt-server"));
+        assert_eq!(service_name(Protocol::ICMP, 443), None);
+        assert_eq!(service_name(Protocol::TCP, 40000), None);
+        assert_eq!(
+            rule_kind("DefaultRule_AllowInternetOutBound", false),
+            RuleKind::Default
+        );
+        assert_eq!(rule_kind("UserRule_allow-https", false), RuleKind::User);
+        assert_eq!(rule_kind("BlockHighRiskPorts", true), RuleKind::VnetAcl);
+        assert_eq!(rule_kind("Something", false), RuleKind::Other);
+    }
+}
