@@ -123,3 +123,42 @@ fn enriched_json_is_json_with_the_added_fields() {
         }
     }
 }
+
+#[test]
+fn inventory_fields_in_every_format() {
+    let inventory = fixture_path("assets.csv");
+    for format in ["cef", "leef", "json"] {
+        check(
+            "nsg-edge",
+            &format!("inventory.{format}"),
+            &["convert", "--inventory", &inventory, "--format", format],
+        );
+    }
+}
+
+fn fixture_path(name: &str) -> String {
+    fixture(name).to_str().unwrap().to_owned()
+}
+
+#[test]
+fn inventory_names_survive_a_real_cef_parser() {
+    let Some(python) = crate::support::python_with_cefp() else {
+        return;
+    };
+    let out = flowgate(
+        &[
+            "convert",
+            "--inventory",
+            &fixture_path("assets.csv"),
+            &fixture_path("nsg-edge.PT1H.json"),
+        ],
+        None,
+    );
+    let parsed = crate::parse_back::cef_parse(&python, &out.stdout);
+    let hosts: Vec<&str> = parsed
+        .iter()
+        .filter_map(|(_, ext)| ext.get("dhost").map(String::as_str))
+        .collect();
+    assert!(hosts.contains(&"web-vm-01"), "{hosts:?}");
+    assert!(hosts.contains(&"web tier | edge=1 \\ east"), "{hosts:?}");
+}

@@ -1,14 +1,19 @@
 //! What `[enrich]` adds to an event (computed in flowgate-transform, written by the
 //! encoders).
 
+use std::sync::Arc;
+
 /// One event's additions; `None` where that enrichment is off or has no answer.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Enrichment {
     /// IANA service name of the destination port.
     pub service: Option<&'static str>,
     pub src_class: Option<AddrClass>,
     pub dst_class: Option<AddrClass>,
     pub rule_kind: Option<RuleKind>,
+    /// The inventory's entry for the source and destination addresses.
+    pub src_asset: Option<Arc<Asset>>,
+    pub dst_asset: Option<Arc<Asset>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,4 +65,14 @@ impl RuleKind {
             RuleKind::Other => "other",
         }
     }
+}
+
+/// An entry of the asset inventory: what owns an address block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Asset {
+    pub name: Box<str>,
+    pub owner: Box<str>,
+    pub environment: Box<str>,
+    /// `;`-separated, as written in the inventory.
+    pub tags: Box<str>,
 }

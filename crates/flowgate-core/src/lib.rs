@@ -16,7 +16,7 @@ pub mod time;
 
 pub use ack::{Ack, AckSender, BatchStatus, Finalizer};
 pub use batch::{Delivery, EventBatch, Origin, RecordBatch};
-pub use enrichment::{AddrClass, Enrichment, RuleKind};
+pub use enrichment::{AddrClass, Asset, Enrichment, RuleKind};
 pub use event::{
     Action, Direction, Encryption, FlowEvent, FlowGroup, FlowState, LogKind, Mac, Protocol,
     RecordContext,

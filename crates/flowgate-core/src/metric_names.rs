@@ -11,6 +11,10 @@ pub const TUPLES_FAILED_TOTAL: &str = "flowgate_tuples_failed_total";
 /// Label `reason`: the `[filter]` check that removed the event (`action`, `direction`,
 /// `protocol`, `begin`, `address`, `port`, `rule`, `nsg`).
 pub const EVENTS_FILTERED_TOTAL: &str = "flowgate_events_filtered_total";
+/// Label `cache`: `inventory`.
+pub const ENRICH_CACHE_HITS_TOTAL: &str = "flowgate_enrich_cache_hits_total";
+/// Label `cache`: `inventory`.
+pub const ENRICH_CACHE_MISSES_TOTAL: &str = "flowgate_enrich_cache_misses_total";
 pub const SOURCE_BYTES_READ_TOTAL: &str = "flowgate_source_read_bytes_total";
 pub const SOURCE_FILES_DISCOVERED_TOTAL: &str = "flowgate_source_files_discovered_total";
 /// Label `reason`: structural errors between records (offset logged).

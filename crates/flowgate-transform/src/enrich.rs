@@ -3,12 +3,15 @@
 //! each address (private, public, Azure platform, ...), and the kind of rule.
 
 use crate::filter::Cidr;
+use crate::inventory::AssetLookup;
 use flowgate_core::{AddrClass, Enrichment, EventBatch, LogKind, Protocol, RuleKind};
 use serde::Deserialize;
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::sync::OnceLock;
+use std::time::Duration;
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EnrichConfig {
     /// `https`, `ssh`, `rdp`, ... for well-known destination ports.
@@ -19,12 +22,66 @@ pub struct EnrichConfig {
     /// `default` (`DefaultRule_*`), `user` (`UserRule_*`), `vnet_acl` (VNet flow logs),
     /// `other`.
     pub rule_kinds: bool,
+    /// An asset inventory (CSV: `cidr,name,owner,environment,tags`), looked up for both
+    /// addresses by longest prefix; see `inventory.rs`.
+    pub inventory: Option<PathBuf>,
+    /// How often to check whether the inventory file changed.
+    pub inventory_reload_secs: f64,
+    /// Addresses remembered by the lookup cache.
+    pub cache_size: usize,
+}
+
+impl Default for EnrichConfig {
+    fn default() -> Self {
+        EnrichConfig {
+            service_names: false,
+            address_classes: false,
+            rule_kinds: false,
+            inventory: None,
+            inventory_reload_secs: 60.0,
+            cache_size: 65_536,
+        }
+    }
 }
 
 impl EnrichConfig {
     pub fn any(&self) -> bool {
-        self.service_names || self.address_classes || self.rule_kinds
+        self.service_names || self.address_classes || self.rule_kinds || self.inventory.is_some()
     }
+
+    /// Checks without I/O; errors name the key.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.inventory_reload_secs > 0.0 && self.inventory_reload_secs <= 86_400.0) {
+            return Err("enrich.inventory_reload_secs must be in (0, 86400]".into());
+        }
+        if !(1..=16_777_216).contains(&self.cache_size) {
+            return Err("enrich.cache_size must be in 1..=16777216".into());
+        }
+        Ok(())
+    }
+
+    /// The enricher; reads the inventory now, so that a bad file is a start-up error.
+    pub fn build(&self) -> Result<Enricher, String> {
+        self.validate()?;
+        let assets = match &self.inventory {
+            Some(path) => Some(AssetLookup::open(
+                path,
+                self.cache_size,
+                Duration::from_secs_f64(self.inventory_reload_secs),
+            )?),
+            None => None,
+        };
+        Ok(Enricher {
+            config: self.clone(),
+            assets,
+        })
+    }
+}
+
+/// Adds an [`Enrichment`] per event (after filtering: one per kept event).
+pub struct Enricher {
+    config: EnrichConfig,
+    assets: Option<AssetLookup>,
 }
 
 /// IANA service names of well-known destination ports (TCP and UDP alike, as assigned).
@@ -93,28 +150,39 @@ pub fn service_name(protocol: Protocol, port: u16) -> Option<&'static str> {
     })
 }
 
-/// Adds an [`Enrichment`] per event to the batch (after filtering: one per kept event).
-pub fn enrich(config: &EnrichConfig, batch: &mut EventBatch) {
-    batch.enrichment.clear();
-    if !config.any() {
-        return;
+impl Enricher {
+    pub fn enrich(&mut self, batch: &mut EventBatch) {
+        batch.enrichment.clear();
+        if !self.config.any() {
+            return;
+        }
+        let config = &self.config;
+        let mut out = Vec::with_capacity(batch.events.len());
+        for e in &batch.events {
+            let (g, r) = batch.context_of(e);
+            let (src_asset, dst_asset) = match &mut self.assets {
+                Some(a) => (a.lookup(e.src_ip), a.lookup(e.dst_ip)),
+                None => (None, None),
+            };
+            out.push(Enrichment {
+                service: config
+                    .service_names
+                    .then(|| service_name(e.protocol, e.dst_port))
+                    .flatten(),
+                src_class: config.address_classes.then(|| address_class(e.src_ip)),
+                dst_class: config.address_classes.then(|| address_class(e.dst_ip)),
+                rule_kind: config
+                    .rule_kinds
+                    .then(|| rule_kind(&g.rule, r.kind == LogKind::VNet)),
+                src_asset,
+                dst_asset,
+            });
+        }
+        batch.enrichment = out;
+        if let Some(a) = &mut self.assets {
+            a.after_batch();
+        }
     }
-    let mut out = Vec::with_capacity(batch.events.len());
-    for e in &batch.events {
-        let (g, r) = batch.context_of(e);
-        out.push(Enrichment {
-            service: config
-                .service_names
-                .then(|| service_name(e.protocol, e.dst_port))
-                .flatten(),
-            src_class: config.address_classes.then(|| address_class(e.src_ip)),
-            dst_class: config.address_classes.then(|| address_class(e.dst_ip)),
-            rule_kind: config
-                .rule_kinds
-                .then(|| rule_kind(&g.rule, r.kind == LogKind::VNet)),
-        });
-    }
-    batch.enrichment = out;
 }
 
 /// The class of an address: the first block of the table that holds it, else public.

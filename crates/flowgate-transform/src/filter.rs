@@ -107,8 +107,14 @@ impl Cidr {
         bits_of(ip) & mask(self.len) == self.bits
     }
 
+    /// Prefix length in the 128-bit form (IPv4 blocks: 96 + their length).
     pub fn prefix_len(&self) -> u8 {
         self.len
+    }
+
+    /// The block's address bits (host bits zero) in the 128-bit form.
+    pub fn network_bits(&self) -> u128 {
+        self.bits
     }
 }
 

@@ -8,12 +8,13 @@
 pub mod enrich;
 pub mod filter;
 mod flatten;
+pub mod inventory;
 mod problem;
 mod raw;
 mod resource_id;
 mod tuple;
 
-pub use enrich::{enrich, EnrichConfig};
+pub use enrich::{EnrichConfig, Enricher};
 pub use filter::{Cidr, Filter, FilterConfig};
 pub use flatten::{FlattenStats, Flattener};
 pub use problem::{Problem, ProblemKind, RecordErrorKind, TupleErrorKind};

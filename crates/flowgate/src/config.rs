@@ -211,6 +211,7 @@ impl Config {
             return Err("pipeline.drain_timeout_secs must be between 0 and 3600".into());
         }
         self.filter.build()?;
+        self.enrich.validate()?;
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| format!("log.level: {e}"))?;
         Ok(())

@@ -46,6 +46,7 @@ pub fn convert_input(
         subscription_tag: labels.subscription_tag.as_deref().map(Into::into),
     });
     let mut flattener = Flattener::new();
+    let mut enricher = labels.enrich.build().map_err(anyhow::Error::msg)?;
     let mut outcome = Outcome::default();
     let mut report = |offset: u64, what: &dyn std::fmt::Display| {
         outcome.problems += 1;
@@ -76,7 +77,7 @@ pub fn convert_input(
             let offset = base + span.start as u64;
             flattener.flatten_record(&buf[span.clone()], &mut batch, |p| report(offset, p));
         }
-        flowgate_transform::enrich(&labels.enrich, &mut batch);
+        enricher.enrich(&mut batch);
         encoded.clear();
         encoder.encode_batch(&batch, &mut encoded);
         out.write_all(&encoded)?;

@@ -56,6 +56,9 @@ enum Command {
         /// Add every `[enrich]` field (service names, address classes, rule kinds).
         #[arg(long)]
         enrich: bool,
+        /// An asset inventory (CSV) to look both addresses up in.
+        #[arg(long)]
+        inventory: Option<PathBuf>,
         /// Files to read; `-` is stdin.
         #[arg(required = true)]
         files: Vec<PathBuf>,
@@ -132,6 +135,7 @@ fn main() -> ExitCode {
             source,
             subscription_tag,
             enrich,
+            inventory,
             files,
         } => run_convert(
             format,
@@ -144,6 +148,8 @@ fn main() -> ExitCode {
                     service_names: enrich,
                     address_classes: enrich,
                     rule_kinds: enrich,
+                    inventory,
+                    ..Default::default()
                 },
             },
             &files,

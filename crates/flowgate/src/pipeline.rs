@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 use flowgate_core::{BatchStatus, Delivery, RecordBatch};
 use flowgate_sink::{KafkaSink, SinkConfig, SyslogSink, WriterSink};
 use flowgate_source::{CheckpointStore, Follower, LocalDir};
-use flowgate_transform::{enrich, EnrichConfig, Filter, Flattener};
+use flowgate_transform::{Enricher, Filter, Flattener};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -78,9 +78,9 @@ pub async fn run(
 
     let filter = config.filter.build().map_err(anyhow::Error::msg)?;
     let (record_tx, record_rx) = mpsc::channel::<RecordBatch>(capacity);
-    let enrichment = config.enrich.clone();
+    let enricher = config.enrich.build().map_err(anyhow::Error::msg)?;
     let transform =
-        tokio::task::spawn_blocking(move || transform(record_rx, sink_inputs, filter, enrichment));
+        tokio::task::spawn_blocking(move || transform(record_rx, sink_inputs, filter, enricher));
 
     let mut sources = Vec::new();
     for (name, source) in &config.sources {
@@ -139,7 +139,7 @@ fn transform(
     mut input: mpsc::Receiver<RecordBatch>,
     sinks: Vec<mpsc::Sender<Delivery>>,
     filter: Filter,
-    enrichment: EnrichConfig,
+    mut enricher: Enricher,
 ) {
     let mut flattener = Flattener::new();
     let mut reported: HashSet<(Arc<str>, &'static str)> = HashSet::new();
@@ -154,7 +154,7 @@ fn transform(
             }
         });
         filter.apply(&mut events);
-        enrich(&enrichment, &mut events);
+        enricher.enrich(&mut events);
         if events.events.is_empty() {
             // Nothing to deliver: the records are done with.
             finalizer.update(BatchStatus::Delivered);

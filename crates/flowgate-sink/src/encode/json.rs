@@ -107,6 +107,18 @@ pub(super) fn event(e: &FlowEvent, extra: Option<&Enrichment>, c: &GroupCache, o
                 out.push(b'"');
             }
         }
+        for (key, asset) in [
+            (&b",\"src_asset\":{"[..], &x.src_asset),
+            (b",\"dst_asset\":{", &x.dst_asset),
+        ] {
+            let Some(a) = asset else { continue };
+            out.extend_from_slice(key);
+            string(out, b"\"name\":\"", &a.name);
+            string(out, b",\"owner\":\"", &a.owner);
+            string(out, b",\"environment\":\"", &a.environment);
+            string(out, b",\"tags\":\"", &a.tags);
+            out.push(b'}');
+        }
     }
     out.extend_from_slice(&c.tail);
 }

@@ -133,12 +133,14 @@ impl Encoder {
                 cef::event(e, &self.cache, out);
                 if let Some(x) = extra {
                     enrichment(x, CEF_KEYS, out);
+                    assets(x, CEF_ASSET_KEYS, escape::cef_value, out);
                 }
             }
             Format::Leef => {
                 leef::event(e, &self.cache, out);
                 if let Some(x) = extra {
                     enrichment(x, LEEF_KEYS, out);
+                    assets(x, LEEF_ASSET_KEYS, escape::leef_value, out);
                 }
             }
             Format::Json => json::event(e, extra, &self.cache, out),
@@ -174,6 +176,54 @@ fn enrichment(x: &Enrichment, keys: Keys, out: &mut Vec<u8>) {
         if let Some(v) = value {
             out.extend_from_slice(key);
             out.extend_from_slice(v.as_bytes());
+        }
+    }
+}
+
+/// Keys of the inventory fields, source then destination: name, owner, environment, tags.
+type AssetKeys = [[&'static [u8]; 4]; 2];
+const CEF_ASSET_KEYS: AssetKeys = [
+    [
+        b" shost=",
+        b" srcAssetOwner=",
+        b" srcAssetEnvironment=",
+        b" srcAssetTags=",
+    ],
+    [
+        b" dhost=",
+        b" dstAssetOwner=",
+        b" dstAssetEnvironment=",
+        b" dstAssetTags=",
+    ],
+];
+const LEEF_ASSET_KEYS: AssetKeys = [
+    [
+        b"\tsrcAssetName=",
+        b"\tsrcAssetOwner=",
+        b"\tsrcAssetEnvironment=",
+        b"\tsrcAssetTags=",
+    ],
+    [
+        b"\tdstAssetName=",
+        b"\tdstAssetOwner=",
+        b"\tdstAssetEnvironment=",
+        b"\tdstAssetTags=",
+    ],
+];
+
+/// Writes the inventory's fields for both addresses; they come from a user's file, so
+/// each is escaped for the format. Empty fields are left out.
+fn assets(x: &Enrichment, keys: AssetKeys, escape: fn(&str, &mut Vec<u8>), out: &mut Vec<u8>) {
+    for (asset, keys) in [&x.src_asset, &x.dst_asset].into_iter().zip(keys) {
+        let Some(a) = asset else { continue };
+        for (key, value) in keys
+            .iter()
+            .zip([&a.name, &a.owner, &a.environment, &a.tags])
+        {
+            if !value.is_empty() {
+                out.extend_from_slice(key);
+                escape(value, out);
+            }
         }
     }
 }
