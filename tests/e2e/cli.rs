@@ -192,6 +192,8 @@ fn secrets_never_appear_in_validate_output_or_errors() {
         "connection_string = \"AccountName=acct;AccountKey=TOPSECRETKEY==\"\nsas_token = \"sv=1&sig=TOPSECRETKEY\"",
         // A key without its account.
         "access_key = \"TOPSECRETKEY==\"",
+        // A TOML syntax error on the secret's line: toml's message would quote the line.
+        "account = \"a\"\nsas_token = \"sv=1&sig=TOPSECRETKEY",
         // A client secret with a method that takes none.
         "account = \"a\"\n[sources.s.azure_ad]\nmethod = \"managed_identity\"\nclient_secret = \"TOPSECRETKEY\"",
     ];
@@ -207,8 +209,8 @@ fn secrets_never_appear_in_validate_output_or_errors() {
         assert_eq!(out.status.code(), Some(2), "{credentials}");
         let all = format!("{}{}", stderr(&out), String::from_utf8_lossy(&out.stdout));
         assert!(
-            all.contains("sources.s"),
-            "the error names the source: {all}"
+            all.contains("sources.s") || all.contains(": line 4: "),
+            "the error names the source, or the line of a syntax error: {all}"
         );
         assert!(!all.contains("TOPSECRETKEY"), "secret leaked: {all}");
     }

@@ -37,6 +37,8 @@ pub const SINK_RETRIES_TOTAL: &str = "flowgate_sink_retries_total";
 /// Labels `sink`, `reason`: `udp` (oversize with `oversize = "drop"`, or a failed send),
 /// `unreachable` (`when_unreachable = "drop"`), `kafka` (a message Kafka refused for good).
 pub const SINK_EVENTS_DROPPED_TOTAL: &str = "flowgate_sink_events_dropped_total";
+/// Label `sink`: UDP messages cut to `max_message_bytes` (`oversize = "truncate"`).
+pub const SINK_EVENTS_TRUNCATED_TOTAL: &str = "flowgate_sink_events_truncated_total";
 /// Label `sink`: failed connection attempts.
 pub const SINK_CONNECT_ERRORS_TOTAL: &str = "flowgate_sink_connect_errors_total";
 /// Label `status`: `delivered`, `dropped`, `failed`.

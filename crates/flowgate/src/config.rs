@@ -124,7 +124,17 @@ impl Config {
         text: &str,
         env: impl Iterator<Item = (String, String)>,
     ) -> Result<Config, String> {
-        let mut doc: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
+        // toml's own message quotes the offending line, which may hold a secret: say
+        // only where and what.
+        let mut doc: toml::Table = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|s| text.get(..s.start).unwrap_or(text).matches('\n').count() + 1);
+            match line {
+                Some(line) => format!("line {line}: {}", e.message()),
+                None => e.message().to_owned(),
+            }
+        })?;
         for (name, value) in env {
             let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
                 continue;

@@ -145,6 +145,11 @@ impl KafkaSinkConfig {
             // The same partition for a key as Java clients choose.
             ("partitioner".into(), "murmur2_random".into()),
         ];
+        if !self.idempotence {
+            // Without idempotence, retries of several requests in flight can reorder
+            // messages: one at a time keeps each key in order.
+            p.push(("max.in.flight.requests.per.connection".into(), "1".into()));
+        }
         for (k, v) in &self.librdkafka {
             p.retain(|(own, _)| own != k);
             p.push((k.clone(), v.expose().to_owned()));

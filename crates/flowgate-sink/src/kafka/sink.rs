@@ -171,11 +171,23 @@ impl KafkaSink {
                             std::thread::sleep(Duration::from_millis(5));
                         }
                         Err((e, r)) => {
-                            // Refused before queueing (too large, unknown topic...): the
-                            // delivery callback never sees it, so account for it here.
+                            // Refused before queueing: the delivery callback never sees it,
+                            // so account for it here. Too large is counted and dropped, as
+                            // in the callback; anything else fails the batch, after a pause
+                            // so that the source does not re-read it in a tight loop.
                             drop(r);
-                            warn!(sink = %self.name, error = %e, "message not queued");
-                            in_flight.failed.store(true, Ordering::Relaxed);
+                            let too_large = matches!(
+                                e,
+                                KafkaError::MessageProduction(
+                                    RDKafkaErrorCode::MessageSizeTooLarge
+                                )
+                            );
+                            if too_large {
+                                in_flight.dropped.fetch_add(1, Ordering::Relaxed);
+                            } else if !in_flight.failed.swap(true, Ordering::Relaxed) {
+                                warn!(sink = %self.name, error = %e, "message not queued; the batch will be read again");
+                                std::thread::sleep(Duration::from_secs(1));
+                            }
                             Context {
                                 sink: self.name.clone(),
                             }
@@ -198,7 +210,12 @@ impl Context {
     fn finish_one(&self, batch: &Arc<InFlight>) {
         if batch.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
             if let Some(f) = batch.finalizer.lock().expect("finalizer lock").take() {
-                f.update(BatchStatus::Failed);
+                let failed = batch.failed.load(Ordering::Relaxed);
+                f.update(if failed {
+                    BatchStatus::Failed
+                } else {
+                    BatchStatus::Delivered
+                });
             }
         }
     }

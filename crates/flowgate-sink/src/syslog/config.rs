@@ -147,6 +147,11 @@ impl SyslogSinkConfig {
                     "{prefix}.tls: cert_file and key_file go together (mutual TLS)"
                 ));
             }
+            (Mode::Tls, Some(tls)) if tls.insecure_skip_verify && tls.ca_file.is_some() => {
+                return Err(format!(
+                    "{prefix}.tls: insecure_skip_verify ignores ca_file; set one of them"
+                ));
+            }
             // Without `tls`, the server is verified against the bundled roots.
             (Mode::Tls, _) => {}
             (_, Some(_)) => return Err(format!("{prefix}.tls is only for mode = \"tls\"")),

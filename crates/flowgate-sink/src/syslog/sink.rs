@@ -140,15 +140,20 @@ impl SyslogSink {
                     Err(e) => {
                         warn!(sink = %self.name, target = %self.connectors[usable].target, error = %e, "cannot open a UDP socket; batch sent nowhere");
                         failed_at[usable] = Some(Instant::now());
-                        continue; // the finalizer drops: failed, read again later
+                        // The finalizer drops: failed, read again later; not at once.
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
                     }
                 },
             };
-            let (mut sent, mut dropped, mut bytes) = (0u64, 0u64, 0u64);
+            let (mut sent, mut dropped, mut bytes, mut truncated) = (0u64, 0u64, 0u64, 0u64);
             for message in batch.bytes.split(|&b| b == b'\n').filter(|m| !m.is_empty()) {
                 let datagram = if message.len() > max {
                     match self.config.oversize {
-                        Oversize::Truncate => &message[..max],
+                        Oversize::Truncate => {
+                            truncated += 1;
+                            &message[..max]
+                        }
                         Oversize::Drop => {
                             dropped += 1;
                             continue;
@@ -175,6 +180,10 @@ impl SyslogSink {
             let sink = self.name.to_string();
             metrics::counter!(m::SINK_EVENTS_SENT_TOTAL, "sink" => sink.clone()).increment(sent);
             metrics::counter!(m::SINK_BYTES_SENT_TOTAL, "sink" => sink.clone()).increment(bytes);
+            if truncated > 0 {
+                metrics::counter!(m::SINK_EVENTS_TRUNCATED_TOTAL, "sink" => sink.clone())
+                    .increment(truncated);
+            }
             if dropped > 0 {
                 metrics::counter!(m::SINK_EVENTS_DROPPED_TOTAL, "sink" => sink, "reason" => "udp")
                     .increment(dropped);
@@ -263,8 +272,11 @@ struct Worker {
 enum Outcome {
     /// Input closed and everything delivered.
     Finished,
-    /// The connection broke; reconnect.
-    Broken(String),
+    /// The connection broke; reconnect (`delivered`: something was delivered on it).
+    Broken {
+        why: String,
+        delivered: bool,
+    },
     /// A preferred (failover) target is up again: this connection is no longer needed.
     Idle,
     Aborted,
@@ -315,15 +327,32 @@ impl Worker {
             if failures > 0 {
                 info!(sink = %self.sink, target = %target, "connected again");
             }
-            failures = 0;
-            backoff = Duration::from_millis(200);
             self.shared.up[self.target].store(true, Ordering::Relaxed);
             self.shared.last_up_ms.store(now_ms(), Ordering::Relaxed);
             match self.serve(stream, &mut abort).await {
                 Outcome::Finished | Outcome::Aborted => return,
                 Outcome::Idle => {}
-                Outcome::Broken(why) => {
-                    warn!(sink = %self.sink, target = %target, error = %why, "connection lost; undelivered batches will be sent again");
+                Outcome::Broken { why, delivered } => {
+                    // Backoff is reset by a delivery, not by a connect: a receiver that
+                    // accepts and then closes (refused certificate, no session left) must
+                    // not be hammered.
+                    if delivered {
+                        failures = 0;
+                        backoff = Duration::from_millis(200);
+                    } else {
+                        failures += 1;
+                    }
+                    if failures <= 1 || failures.is_multiple_of(10) {
+                        warn!(sink = %self.sink, target = %target, error = %why, failures, "connection lost; undelivered batches will be sent again");
+                    }
+                    if !delivered {
+                        let wait = jitter(backoff);
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                        tokio::select! {
+                            _ = tokio::time::sleep(wait) => {}
+                            _ = abort.changed() => return,
+                        }
+                    }
                 }
             }
         }
@@ -335,6 +364,7 @@ impl Worker {
         let mut pending: VecDeque<Written> = VecDeque::new();
         let mut pending_bytes = 0usize;
         let mut input_done = false;
+        let mut delivered = false;
         let mut tick = tokio::time::interval(TICK);
         let outcome = loop {
             let can_take = !input_done && pending_bytes < WINDOW && self.may_take();
@@ -342,9 +372,13 @@ impl Worker {
                 biased;
                 _ = abort.changed() => break Outcome::Aborted,
                 _ = tick.tick() => {
-                    if let Err(why) = self.settle(&stream, &mut pending, &mut pending_bytes) {
-                        break Outcome::Broken(why);
+                    match self.settle(&stream, &mut pending, &mut pending_bytes) {
+                        Ok(n) => delivered |= n > 0,
+                        Err(why) => break Outcome::Broken { why, delivered },
                     }
+                    // Up as long as this connection is: `when_unreachable = "drop"` counts
+                    // from when the last connection went away.
+                    self.shared.last_up_ms.store(now_ms(), Ordering::Relaxed);
                     if input_done && pending.is_empty() {
                         stream.close().await;
                         return Outcome::Finished;
@@ -369,8 +403,8 @@ impl Worker {
                         });
                         match result {
                             Ok(Ok(())) => {}
-                            Ok(Err(e)) => break Outcome::Broken(format!("write: {e}")),
-                            Err(_) => break Outcome::Broken("write: timed out".into()),
+                            Ok(Err(e)) => break Outcome::Broken { why: format!("write: {e}"), delivered },
+                            Err(_) => break Outcome::Broken { why: "write: timed out".into(), delivered },
                         }
                     }
                 },
@@ -385,7 +419,7 @@ impl Worker {
                 retry.push_front(w.batch);
             }
         }
-        if let Outcome::Broken(_) = outcome {
+        if let Outcome::Broken { .. } = outcome {
             self.shared.up[self.target].store(false, Ordering::Relaxed);
         }
         outcome
@@ -398,18 +432,19 @@ impl Worker {
         stream: &Stream,
         pending: &mut VecDeque<Written>,
         pending_bytes: &mut usize,
-    ) -> Result<(), String> {
+    ) -> Result<usize, String> {
         if !stream.is_open() {
             return Err("closed by the receiver".into());
         }
         if pending.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
         let unacked = stream
             .unacknowledged()
             .map_err(|e| format!("socket state: {e}"))? as u64;
         let acked_to = stream.bytes_written().saturating_sub(unacked);
         let now = Instant::now();
+        let mut acked = 0;
         for w in pending.iter_mut() {
             if w.wire_end > acked_to {
                 break;
@@ -433,8 +468,9 @@ impl Worker {
             metrics::counter!(m::SINK_BYTES_SENT_TOTAL, "sink" => sink)
                 .increment(w.batch.bytes.len() as u64);
             w.batch.finalizer.update(BatchStatus::Delivered);
+            acked += 1;
         }
-        Ok(())
+        Ok(acked)
     }
 }
 

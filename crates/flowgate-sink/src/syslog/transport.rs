@@ -84,6 +84,7 @@ fn client_config(tls: &TlsConfig) -> Result<rustls::ClientConfig, String> {
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?;
     let builder = if tls.insecure_skip_verify {
+        tracing::warn!("tls.insecure_skip_verify: the receiver's certificate is not checked; anyone in the path can read the flows");
         builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(AcceptAny))
