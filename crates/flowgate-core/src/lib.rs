@@ -10,6 +10,7 @@ pub mod ack;
 pub mod batch;
 pub mod enrichment;
 pub mod event;
+pub mod glob;
 pub mod metric_names;
 pub mod secret;
 pub mod time;

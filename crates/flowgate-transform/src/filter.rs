@@ -1,6 +1,7 @@
 //! `[filter]`: which events go on to the sinks. Every list left empty lets everything
 //! through; an event must pass every list that is set, and match no `exclude_*` list.
 
+use flowgate_core::glob::glob_match;
 use flowgate_core::{metric_names as m, Action, Direction, EventBatch, FlowEvent, FlowState};
 use serde::Deserialize;
 use std::net::IpAddr;
@@ -125,7 +126,8 @@ pub(crate) fn bits_of(ip: IpAddr) -> u128 {
     }
 }
 
-fn mask(len: u8) -> u128 {
+/// The network mask of a prefix of `len` bits in the 128-bit form.
+pub(crate) fn mask(len: u8) -> u128 {
     if len == 0 {
         0
     } else {
@@ -388,29 +390,6 @@ const REASONS: [Dropped; 8] = [
     Dropped::Rule,
     Dropped::Nsg,
 ];
-
-/// Case-insensitive match where `*` stands for any run of characters.
-pub fn glob_match(pattern: &str, value: &str) -> bool {
-    let (p, v) = (pattern.as_bytes(), value.as_bytes());
-    let (mut pi, mut vi) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while vi < v.len() {
-        if pi < p.len() && p[pi] == b'*' {
-            star = Some((pi, vi));
-            pi += 1;
-        } else if pi < p.len() && p[pi].eq_ignore_ascii_case(&v[vi]) {
-            pi += 1;
-            vi += 1;
-        } else if let Some((sp, sv)) = star {
-            pi = sp + 1;
-            vi = sv + 1;
-            star = Some((sp, sv + 1));
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|&c| c == b'*')
-}
 
 #[cfg(test)]
 mod tests {

@@ -4,7 +4,7 @@
 //! The file is CSV, one block per line: `cidr,name,owner,environment,tags` (tags
 //! `;`-separated; a first line starting with `cidr` is a header; `#` starts a comment).
 
-use crate::filter::{bits_of, Cidr};
+use crate::filter::{bits_of, mask, Cidr};
 use flowgate_core::{metric_names as m, Asset};
 use lru::LruCache;
 use std::collections::HashMap;
@@ -70,14 +70,9 @@ impl Inventory {
     /// The most specific block that holds `ip`.
     pub fn lookup(&self, ip: IpAddr) -> Option<Arc<Asset>> {
         let bits = bits_of(ip);
-        self.by_len.iter().find_map(|(len, blocks)| {
-            let mask = if *len == 0 {
-                0
-            } else {
-                u128::MAX << (128 - u32::from(*len))
-            };
-            blocks.get(&(bits & mask)).cloned()
-        })
+        self.by_len
+            .iter()
+            .find_map(|(len, blocks)| blocks.get(&(bits & mask(*len))).cloned())
     }
 
     pub fn len(&self) -> usize {

@@ -86,27 +86,7 @@ pub(super) fn event(e: &FlowEvent, extra: Option<&Enrichment>, c: &GroupCache, o
     write::optional_uint(out, b",\"packets_dst_to_src\":", e.packets_dst_to_src);
     write::optional_uint(out, b",\"bytes_dst_to_src\":", e.bytes_dst_to_src);
     if let Some(x) = extra {
-        let values = [
-            x.service,
-            x.src_class.map(|c| c.as_str()),
-            x.dst_class.map(|c| c.as_str()),
-            x.rule_kind.map(|k| k.as_str()),
-        ];
-        for (key, value) in [
-            &b",\"service\":\""[..],
-            b",\"src_class\":\"",
-            b",\"dst_class\":\"",
-            b",\"rule_kind\":\"",
-        ]
-        .into_iter()
-        .zip(values)
-        {
-            if let Some(v) = value {
-                out.extend_from_slice(key);
-                out.extend_from_slice(v.as_bytes());
-                out.push(b'"');
-            }
-        }
+        super::enrichment(x, super::JSON_KEYS, b"\"", out);
         for (key, asset) in [
             (&b",\"src_asset\":{"[..], &x.src_asset),
             (b",\"dst_asset\":{", &x.dst_asset),

@@ -132,14 +132,14 @@ impl Encoder {
             Format::Cef => {
                 cef::event(e, &self.cache, out);
                 if let Some(x) = extra {
-                    enrichment(x, CEF_KEYS, out);
+                    enrichment(x, CEF_KEYS, b"", out);
                     assets(x, CEF_ASSET_KEYS, escape::cef_value, out);
                 }
             }
             Format::Leef => {
                 leef::event(e, &self.cache, out);
                 if let Some(x) = extra {
-                    enrichment(x, LEEF_KEYS, out);
+                    enrichment(x, LEEF_KEYS, b"", out);
                     assets(x, LEEF_ASSET_KEYS, escape::leef_value, out);
                 }
             }
@@ -163,9 +163,17 @@ const LEEF_KEYS: Keys = [
     b"\truleKind=",
 ];
 
-/// Writes the enrichment fields that are set. Their values come from fixed vocabularies
-/// (letters, digits, `-`, `_`): nothing to escape in any format.
-fn enrichment(x: &Enrichment, keys: Keys, out: &mut Vec<u8>) {
+pub(super) const JSON_KEYS: Keys = [
+    b",\"service\":\"",
+    b",\"src_class\":\"",
+    b",\"dst_class\":\"",
+    b",\"rule_kind\":\"",
+];
+
+/// Writes the enrichment fields that are set, each value followed by `close` (JSON's
+/// closing quote). Their values come from fixed vocabularies (letters, digits, `-`, `_`):
+/// nothing to escape in any format.
+pub(super) fn enrichment(x: &Enrichment, keys: Keys, close: &[u8], out: &mut Vec<u8>) {
     let values = [
         x.service,
         x.src_class.map(|c| c.as_str()),
@@ -176,6 +184,7 @@ fn enrichment(x: &Enrichment, keys: Keys, out: &mut Vec<u8>) {
         if let Some(v) = value {
             out.extend_from_slice(key);
             out.extend_from_slice(v.as_bytes());
+            out.extend_from_slice(close);
         }
     }
 }

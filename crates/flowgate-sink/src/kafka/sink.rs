@@ -56,27 +56,7 @@ impl ProducerContext for Context {
                 }
             }
         }
-        if batch.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-            let Some(finalizer) = batch.finalizer.lock().expect("finalizer lock").take() else {
-                return;
-            };
-            let dropped = batch.dropped.load(Ordering::Relaxed);
-            if dropped > 0 {
-                error!(sink = %self.sink, messages = dropped, "Kafka refused messages for good (too large?); dropped");
-                metrics::counter!(m::SINK_EVENTS_DROPPED_TOTAL, "sink" => self.sink.clone(), "reason" => "kafka")
-                    .increment(dropped as u64);
-            }
-            if batch.failed.load(Ordering::Relaxed) {
-                metrics::counter!(m::SINK_RETRIES_TOTAL, "sink" => self.sink.clone()).increment(1);
-                finalizer.update(BatchStatus::Failed);
-            } else {
-                metrics::counter!(m::SINK_EVENTS_SENT_TOTAL, "sink" => self.sink.clone())
-                    .increment((batch.events - dropped) as u64);
-                metrics::counter!(m::SINK_BYTES_SENT_TOTAL, "sink" => self.sink.clone())
-                    .increment(batch.bytes as u64);
-                finalizer.update(BatchStatus::Delivered);
-            }
-        }
+        self.finish_one(&batch);
     }
 }
 
@@ -188,10 +168,7 @@ impl KafkaSink {
                                 warn!(sink = %self.name, error = %e, "message not queued; the batch will be read again");
                                 std::thread::sleep(Duration::from_secs(1));
                             }
-                            Context {
-                                sink: self.name.clone(),
-                            }
-                            .finish_one(&in_flight);
+                            self.producer.context().finish_one(&in_flight);
                             break;
                         }
                     }
@@ -206,17 +183,30 @@ impl KafkaSink {
 }
 
 impl Context {
-    /// A message that will get no delivery report.
-    fn finish_one(&self, batch: &Arc<InFlight>) {
-        if batch.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-            if let Some(f) = batch.finalizer.lock().expect("finalizer lock").take() {
-                let failed = batch.failed.load(Ordering::Relaxed);
-                f.update(if failed {
-                    BatchStatus::Failed
-                } else {
-                    BatchStatus::Delivered
-                });
-            }
+    /// One message of `batch` is done (reported, or refused before queueing); the last
+    /// one reports the batch and counts it.
+    fn finish_one(&self, batch: &InFlight) {
+        if batch.remaining.fetch_sub(1, Ordering::AcqRel) != 1 {
+            return;
+        }
+        let Some(finalizer) = batch.finalizer.lock().expect("finalizer lock").take() else {
+            return;
+        };
+        let dropped = batch.dropped.load(Ordering::Relaxed);
+        if dropped > 0 {
+            error!(sink = %self.sink, messages = dropped, "Kafka refused messages for good (too large?); dropped");
+            metrics::counter!(m::SINK_EVENTS_DROPPED_TOTAL, "sink" => self.sink.clone(), "reason" => "kafka")
+                .increment(dropped as u64);
+        }
+        if batch.failed.load(Ordering::Relaxed) {
+            metrics::counter!(m::SINK_RETRIES_TOTAL, "sink" => self.sink.clone()).increment(1);
+            finalizer.update(BatchStatus::Failed);
+        } else {
+            metrics::counter!(m::SINK_EVENTS_SENT_TOTAL, "sink" => self.sink.clone())
+                .increment((batch.events - dropped) as u64);
+            metrics::counter!(m::SINK_BYTES_SENT_TOTAL, "sink" => self.sink.clone())
+                .increment(batch.bytes as u64);
+            finalizer.update(BatchStatus::Delivered);
         }
     }
 }
