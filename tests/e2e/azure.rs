@@ -1,36 +1,21 @@
 //! The Azure Blob source against a real Azurite, started here on a free port, while
 //! `flowgate simulate` writes blobs the way Network Watcher does.
 
-use crate::support::{flowgate, in_ci, repo, wait_until, Instance};
+use crate::support::{flowgate, free_port, peer, repo, wait_until, Instance};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-/// `azurite-blob` from `scripts/azurite-deps.sh` (or `FLOWGATE_AZURITE`); `None` outside CI.
+/// `azurite-blob` from `scripts/azurite-deps.sh` (or `FLOWGATE_AZURITE`).
 fn azurite_bin() -> Option<PathBuf> {
-    let candidates = [
-        std::env::var_os("FLOWGATE_AZURITE").map(PathBuf::from),
-        Some(repo().join(".peers/azurite/node_modules/.bin/azurite-blob")),
-    ];
-    if let Some(found) = candidates.into_iter().flatten().find(|p| p.exists()) {
-        return Some(found);
-    }
-    assert!(
-        !in_ci(),
-        "CI=true but Azurite is missing: run scripts/azurite-deps.sh"
-    );
-    eprintln!("skipping: Azurite not installed (scripts/azurite-deps.sh)");
-    None
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    peer(
+        "FLOWGATE_AZURITE",
+        repo().join(".peers/azurite/node_modules/.bin/azurite-blob"),
+        "Azurite",
+        "scripts/azurite-deps.sh",
+    )
 }
 
 struct Azurite {

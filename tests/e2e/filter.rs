@@ -19,23 +19,11 @@ fn in_10_1(ip: &str) -> bool {
 fn only_events_that_pass_every_check_reach_the_sink() {
     let mut fg = Instance::new();
     let files = ["nsg-v1", "nsg-v2", "nsg-edge", "vnet"];
-    let mut all = Vec::new();
-    for (i, name) in files.iter().enumerate() {
-        let src = fixture(&format!("{name}.PT1H.json"));
-        let dir = fg.path(&format!("in/{i:02}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::copy(&src, dir.join("PT1H.json")).unwrap();
-        let out = flowgate(
-            &["convert", "--source", "local", src.to_str().unwrap()],
-            None,
-        );
-        all.extend(
-            String::from_utf8(out.stdout)
-                .unwrap()
-                .lines()
-                .map(str::to_owned),
-        );
-    }
+    let all: Vec<String> = files
+        .iter()
+        .enumerate()
+        .flat_map(|(i, name)| fg.add_input(i, &fixture(&format!("{name}.PT1H.json"))))
+        .collect();
     // Allowed TCP or UDP flows, no begin tuples, not from or to 10.1.0.0/16, to ports
     // below 1024 or 3389.
     let expected: Vec<&String> = all
@@ -55,34 +43,19 @@ fn only_events_that_pass_every_check_reach_the_sink() {
         expected.len(),
         all.len()
     );
-    std::fs::write(
-        fg.path("flowgate.toml"),
-        format!(
-            r#"[sources.local]
-type = "local"
-path = "{input}"
-poll_interval_secs = 0.2
-
-[sinks.file]
+    fg.write_local_config(&format!(
+        r#"[sinks.file]
 type = "file"
 path = "{out}"
-
-[checkpoints]
-path = "{cp}"
 
 [filter]
 actions = ["allow"]
 protocols = ["tcp", "17"]
 keep_begin = false
 exclude_cidrs = ["10.1.0.0/16"]
-destination_ports = ["0-1023", "3389"]
-"#,
-            input = fg.path("in").display(),
-            out = fg.path("out.cef").display(),
-            cp = fg.path("cp.redb").display(),
-        ),
-    )
-    .unwrap();
+destination_ports = ["0-1023", "3389"]"#,
+        out = fg.path("out.cef").display(),
+    ));
     fg.start();
     fg.wait_for_lines(expected.len());
     std::thread::sleep(std::time::Duration::from_millis(500));
@@ -96,9 +69,7 @@ destination_ports = ["0-1023", "3389"]
 fn the_service_enriches_exactly_as_convert_does() {
     let mut fg = Instance::new();
     let src = fixture("vnet.PT1H.json");
-    let dir = fg.path("in/00");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::copy(&src, dir.join("PT1H.json")).unwrap();
+    fg.add_input(0, &src);
     let out = flowgate(
         &[
             "convert",
@@ -117,34 +88,19 @@ fn the_service_enriches_exactly_as_convert_does() {
         .map(str::to_owned)
         .collect();
     assert!(expected.iter().all(|l| l.contains("\"rule_kind\":")));
-    std::fs::write(
-        fg.path("flowgate.toml"),
-        format!(
-            r#"[sources.local]
-type = "local"
-path = "{input}"
-poll_interval_secs = 0.2
-
-[sinks.file]
+    fg.write_local_config(&format!(
+        r#"[sinks.file]
 type = "file"
 path = "{out}"
 [sinks.file.encoding]
 format = "json"
 
-[checkpoints]
-path = "{cp}"
-
 [enrich]
 service_names = true
 address_classes = true
-rule_kinds = true
-"#,
-            input = fg.path("in").display(),
-            out = fg.path("out.cef").display(),
-            cp = fg.path("cp.redb").display(),
-        ),
-    )
-    .unwrap();
+rule_kinds = true"#,
+        out = fg.path("out.cef").display(),
+    ));
     fg.start();
     fg.wait_for_lines(expected.len());
     std::thread::sleep(std::time::Duration::from_millis(300));

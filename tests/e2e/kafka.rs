@@ -2,7 +2,7 @@
 //! and a real broker (tansu, from `scripts/kafka-deps.sh`): every event arrives, in order
 //! per key; a broker that goes down mid-stream loses nothing.
 
-use crate::support::{fixture, flowgate, wait_until, Instance};
+use crate::support::{fixture, flowgate, free_port, peer, wait_until, Instance};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
@@ -17,45 +17,22 @@ const PARTITIONS: i32 = 3;
 /// flowgate with a local source over `files` and a Kafka sink; the expected CEF lines.
 fn setup(files: &[&Path], bootstrap: &str, extra: &str) -> (Instance, Vec<String>) {
     let fg = Instance::new();
-    let mut expected = Vec::new();
-    for (i, file) in files.iter().enumerate() {
-        let dir = fg.path(&format!("in/{i:02}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::copy(file, dir.join("PT1H.json")).unwrap();
-        let out = flowgate(
-            &["convert", "--source", "local", file.to_str().unwrap()],
-            None,
-        );
-        expected.extend(
-            String::from_utf8(out.stdout)
-                .unwrap()
-                .lines()
-                .map(str::to_owned),
-        );
-    }
-    let config = format!(
-        r#"[sources.local]
-type = "local"
-path = "{input}"
-poll_interval_secs = 0.2
-
-[sinks.kafka]
+    let expected = files
+        .iter()
+        .enumerate()
+        .flat_map(|(i, file)| fg.add_input(i, file))
+        .collect();
+    fg.write_local_config(&format!(
+        r#"[sinks.kafka]
 type = "kafka"
 bootstrap_servers = "{bootstrap}"
 topic = "{TOPIC}"
 key = "nsg"
 {extra}
 
-[checkpoints]
-path = "{cp}"
-
 [pipeline]
-drain_timeout_secs = 20
-"#,
-        input = fg.path("in").display(),
-        cp = fg.path("cp.redb").display(),
-    );
-    std::fs::write(fg.path("flowgate.toml"), config).unwrap();
+drain_timeout_secs = 20"#
+    ));
     (fg, expected)
 }
 
@@ -154,7 +131,7 @@ fn mock_broker_down_mid_stream_then_up_loses_nothing() {
     assert_eq!(first.len(), expected.len());
     // The broker goes away while flowgate is connected, and more flows arrive meanwhile.
     mock.broker_down(-1).unwrap();
-    expected.extend(add_file(&fg, 1, &generated(2, 3)));
+    expected.extend(fg.add_input(1, &generated(2, 3)));
     std::thread::sleep(Duration::from_secs(3));
     mock.broker_up(-1).unwrap();
     let got = consume(&bootstrap, expected.len(), Duration::from_secs(60));
@@ -184,25 +161,6 @@ fn generated(mib: u32, seed: u32) -> std::path::PathBuf {
     path
 }
 
-/// Puts `file` into the input directory as the `index`-th object; its expected lines.
-fn add_file(fg: &Instance, index: usize, file: &Path) -> Vec<String> {
-    let dir = fg.path(&format!("in/{index:02}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    // Written elsewhere, then renamed: flowgate never sees half a file.
-    let tmp = fg.path("incoming.json");
-    std::fs::copy(file, &tmp).unwrap();
-    std::fs::rename(&tmp, dir.join("PT1H.json")).unwrap();
-    let out = flowgate(
-        &["convert", "--source", "local", file.to_str().unwrap()],
-        None,
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect()
-}
-
 /// tansu (a real Kafka broker, from `scripts/kafka-deps.sh`), in memory, behind a tansu
 /// proxy: stopping the proxy is the outage clients see, while the data stays.
 struct Tansu {
@@ -214,27 +172,12 @@ struct Tansu {
 }
 
 fn tansu_bin() -> Option<std::path::PathBuf> {
-    let candidates = [
-        std::env::var_os("FLOWGATE_TANSU").map(std::path::PathBuf::from),
-        Some(crate::support::repo().join(".peers/tansu/bin/tansu")),
-    ];
-    if let Some(found) = candidates.into_iter().flatten().find(|p| p.exists()) {
-        return Some(found);
-    }
-    assert!(
-        !crate::support::in_ci(),
-        "CI=true but tansu is missing: run scripts/kafka-deps.sh"
-    );
-    eprintln!("skipping: tansu not installed (scripts/kafka-deps.sh)");
-    None
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    peer(
+        "FLOWGATE_TANSU",
+        crate::support::repo().join(".peers/tansu/bin/tansu"),
+        "tansu",
+        "scripts/kafka-deps.sh",
+    )
 }
 
 impl Tansu {
@@ -355,7 +298,7 @@ fn tansu_gets_every_event_in_order_per_key_across_an_outage() {
     // The broker disappears for 5 s while flowgate is connected and more flows arrive,
     // then comes back on the same port.
     tansu.kill_proxy();
-    expected.extend(add_file(&fg, 3, &generated(2, 6)));
+    expected.extend(fg.add_input(3, &generated(2, 6)));
     std::thread::sleep(Duration::from_secs(5));
     tansu.start_proxy();
     let got = consume(&tansu.broker(), expected.len(), Duration::from_secs(90));

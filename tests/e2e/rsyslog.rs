@@ -3,33 +3,18 @@
 //! newline framing on one port), TLS, and mutual TLS. Every message it receives is
 //! written as one JSON object per line with its parsed RFC 5424 fields.
 
-use crate::support::{in_ci, make_certs, wait_until, Certs};
+use crate::support::{free_port, make_certs, peer, wait_until, Certs};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 fn rsyslogd_bin() -> Option<PathBuf> {
-    let candidates = [
-        std::env::var_os("FLOWGATE_RSYSLOGD").map(PathBuf::from),
-        Some(PathBuf::from("/usr/sbin/rsyslogd")),
-    ];
-    if let Some(found) = candidates.into_iter().flatten().find(|p| p.exists()) {
-        return Some(found);
-    }
-    assert!(
-        !in_ci(),
-        "CI=true but rsyslogd is missing: run scripts/rsyslog-deps.sh"
-    );
-    eprintln!("skipping: rsyslogd not installed (scripts/rsyslog-deps.sh)");
-    None
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    peer(
+        "FLOWGATE_RSYSLOGD",
+        PathBuf::from("/usr/sbin/rsyslogd"),
+        "rsyslogd",
+        "scripts/rsyslog-deps.sh",
+    )
 }
 
 fn free_udp_port() -> u16 {

@@ -86,6 +86,63 @@ pub fn lines(path: &Path) -> Vec<String> {
         .collect()
 }
 
+/// A test peer's program: `$var`, else `default` (where its `scripts/*-deps.sh` puts
+/// it); `None` outside CI when it is missing, a failure under `CI=true`.
+pub fn peer(var: &str, default: PathBuf, what: &str, script: &str) -> Option<PathBuf> {
+    let candidates = [std::env::var_os(var).map(PathBuf::from), Some(default)];
+    if let Some(found) = candidates.into_iter().flatten().find(|p| p.exists()) {
+        return Some(found);
+    }
+    assert!(!in_ci(), "CI=true but {what} is missing: run {script}");
+    eprintln!("skipping: {what} not installed ({script})");
+    None
+}
+
+/// A TCP port nobody listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// What `flowgate convert --source local FILE` makes of `file`: the events the service
+/// must deliver for it, in order. (A file with bad records exits 1 but still prints every
+/// good tuple, which is what the service delivers too.)
+pub fn converted(file: &Path) -> Vec<String> {
+    let out = flowgate(
+        &["convert", "--source", "local", file.to_str().unwrap()],
+        None,
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The offsets `flowgate checkpoints` lists for the config at `config` (the service must
+/// be stopped: the store is locked while it runs), one per followed object.
+pub fn checkpoint_offsets(config: &str) -> Vec<u64> {
+    let out = flowgate(&["checkpoints", "--config", config], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let first = l.split_whitespace().next().unwrap_or_default();
+            first
+                .parse()
+                .unwrap_or_else(|_| panic!("not a checkpoint line: {l}"))
+        })
+        .collect()
+}
+
 /// A `flowgate run` in a directory of its own: `flowgate.toml` (written by the test),
 /// `out.cef` (the file sink, by convention) and `stderr.log`.
 pub struct Instance {
@@ -107,6 +164,28 @@ impl Instance {
 
     pub fn config(&self) -> String {
         self.path("flowgate.toml").display().to_string()
+    }
+
+    /// Puts `file` into the input directory (`in/`) as its `index`-th object, written
+    /// elsewhere and renamed so that flowgate never sees half of it; returns its events.
+    pub fn add_input(&self, index: usize, file: &Path) -> Vec<String> {
+        let dir = self.path(&format!("in/{index:02}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = self.path("incoming.json");
+        std::fs::copy(file, &tmp).unwrap();
+        std::fs::rename(&tmp, dir.join("PT1H.json")).unwrap();
+        converted(file)
+    }
+
+    /// Writes `flowgate.toml`: a `local` source named `local` over `in/`, then `tables`
+    /// (sinks, `[filter]`, `[pipeline]`, ...), then the checkpoint store.
+    pub fn write_local_config(&self, tables: &str) {
+        let config = format!(
+            "[sources.local]\ntype = \"local\"\npath = \"{input}\"\npoll_interval_secs = 0.2\n\n{tables}\n\n[checkpoints]\npath = \"{cp}\"\n",
+            input = self.path("in").display(),
+            cp = self.path("cp.redb").display(),
+        );
+        std::fs::write(self.path("flowgate.toml"), config).unwrap();
     }
 
     pub fn start(&mut self) {

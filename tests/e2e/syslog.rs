@@ -4,7 +4,9 @@
 
 use crate::parse_back::cef_parse;
 use crate::rsyslog::Rsyslog;
-use crate::support::{fixture, flowgate, python_with_cefp, wait_until, Instance};
+use crate::support::{
+    checkpoint_offsets, fixture, flowgate, python_with_cefp, wait_until, Instance,
+};
 use std::path::Path;
 use std::time::Duration;
 
@@ -20,43 +22,15 @@ struct Setup {
 fn setup(files: &[&Path], sink: impl Fn(&Rsyslog) -> String) -> Option<Setup> {
     let fg = Instance::new();
     let rs = Rsyslog::start(&fg.path("rsyslog"))?;
-    let mut expected = Vec::new();
-    for (i, file) in files.iter().enumerate() {
-        let dir = fg.path(&format!("in/{i:02}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::copy(file, dir.join("PT1H.json")).unwrap();
-        let out = flowgate(
-            &["convert", "--source", "local", file.to_str().unwrap()],
-            None,
-        );
-        expected.extend(
-            String::from_utf8(out.stdout)
-                .unwrap()
-                .lines()
-                .map(str::to_owned),
-        );
-    }
-    let config = format!(
-        r#"[sources.local]
-type = "local"
-path = "{input}"
-poll_interval_secs = 0.2
-
-[sinks.siem]
-type = "syslog"
-{sink}
-
-[checkpoints]
-path = "{cp}"
-
-[pipeline]
-drain_timeout_secs = 10
-"#,
-        input = fg.path("in").display(),
-        sink = sink(&rs),
-        cp = fg.path("cp.redb").display(),
-    );
-    std::fs::write(fg.path("flowgate.toml"), config).unwrap();
+    let expected = files
+        .iter()
+        .enumerate()
+        .flat_map(|(i, file)| fg.add_input(i, file))
+        .collect();
+    fg.write_local_config(&format!(
+        "[sinks.siem]\ntype = \"syslog\"\n{}\n\n[pipeline]\ndrain_timeout_secs = 10",
+        sink(&rs)
+    ));
     Some(Setup { fg, rs, expected })
 }
 
@@ -240,16 +214,10 @@ fn tls_refused_certificates_deliver_nothing_and_hold_the_checkpoint() {
         std::thread::sleep(Duration::from_secs(1));
         assert!(s.rs.received().is_empty(), "{why}");
         s.fg.stop();
-        let cps = flowgate(&["checkpoints", "--config", &s.fg.config()], None);
-        assert!(cps.status.success());
-        let listing = String::from_utf8_lossy(&cps.stdout);
-        let lines: Vec<&str> = listing
-            .lines()
-            .filter(|l| l.contains("PT1H.json"))
-            .collect();
+        let offsets = checkpoint_offsets(&s.fg.config());
         assert!(
-            !lines.is_empty() && lines.iter().all(|l| l.starts_with("0 ")),
-            "{why}: nothing delivered, so the checkpoint stayed at 0: {listing}"
+            !offsets.is_empty() && offsets.iter().all(|o| *o == 0),
+            "{why}: nothing delivered, so the checkpoint stayed at 0: {offsets:?}"
         );
     }
 }
@@ -340,16 +308,10 @@ fn a_receiver_down_holds_everything_back_then_gets_it_all_via_failover() {
     // Stopped while nothing could be delivered (after the drain timeout): a clean exit,
     // and no checkpoint.
     s.fg.stop();
-    let cps = flowgate(&["checkpoints", "--config", &s.fg.config()], None);
-    assert!(cps.status.success());
-    let listing = String::from_utf8_lossy(&cps.stdout);
-    let lines: Vec<&str> = listing
-        .lines()
-        .filter(|l| l.contains("PT1H.json"))
-        .collect();
+    let offsets = checkpoint_offsets(&s.fg.config());
     assert!(
-        !lines.is_empty() && lines.iter().all(|l| l.starts_with("0 ")),
-        "no checkpoint past 0 while nothing is delivered: {listing}"
+        !offsets.is_empty() && offsets.iter().all(|o| *o == 0),
+        "no checkpoint past 0 while nothing is delivered: {offsets:?}"
     );
     s.rs.restart();
     s.fg.start();
@@ -381,12 +343,6 @@ fn when_unreachable_drop_counts_and_moves_on() {
     );
     s.fg.stop();
     // Dropped on purpose: the checkpoint moved past the records, so a restart won't resend.
-    let cps = flowgate(&["checkpoints", "--config", &s.fg.config()], None);
-    assert!(cps.status.success());
-    let listing = String::from_utf8_lossy(&cps.stdout);
-    let line = listing
-        .lines()
-        .find(|l| l.contains("PT1H.json"))
-        .unwrap_or_else(|| panic!("{listing}"));
-    assert!(!line.starts_with("0 "), "{line}");
+    let offsets = checkpoint_offsets(&s.fg.config());
+    assert!(!offsets.is_empty() && offsets[0] > 0, "{offsets:?}");
 }
