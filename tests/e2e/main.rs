@@ -11,3 +11,4 @@ mod rsyslog;
 mod run;
 mod support;
 mod syslog;
+mod volume;

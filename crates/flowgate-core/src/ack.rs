@@ -52,12 +52,17 @@ struct Shared {
     batch_id: u64,
     status: AtomicU8,
     tx: Option<AckSender>,
+    /// The batches merged into this one ([`Finalizer::merged`]): each gets its status.
+    parents: Vec<Finalizer>,
 }
 
 impl Drop for Shared {
     fn drop(&mut self) {
+        let status = BatchStatus::from_u8(self.status.load(Ordering::Acquire));
+        for parent in std::mem::take(&mut self.parents) {
+            parent.update(status);
+        }
         if let Some(tx) = &self.tx {
-            let status = BatchStatus::from_u8(self.status.load(Ordering::Acquire));
             // The source may already be gone (shutdown): nothing left to tell.
             let _ = tx.send(Ack {
                 batch_id: self.batch_id,
@@ -84,12 +89,21 @@ impl Finalizer {
         Self::with_sender(0, None)
     }
 
+    /// One finalizer for a batch made of several (aggregation): its outcome becomes
+    /// each parent's.
+    pub fn merged(parents: Vec<Finalizer>) -> Self {
+        let mut f = Self::with_sender(0, None);
+        Arc::get_mut(&mut f.shared).expect("new").parents = parents;
+        f
+    }
+
     fn with_sender(batch_id: u64, tx: Option<AckSender>) -> Self {
         Finalizer {
             shared: Arc::new(Shared {
                 batch_id,
                 status: AtomicU8::new(BatchStatus::Delivered as u8),
                 tx,
+                parents: Vec::new(),
             }),
             reported: false,
         }
@@ -167,6 +181,30 @@ mod tests {
         let g = f.clone();
         g.update(BatchStatus::Failed);
         f.update(BatchStatus::Delivered);
+        assert_eq!(rx.try_recv().unwrap().status, BatchStatus::Failed);
+    }
+
+    #[test]
+    fn merged_reports_to_every_parent() {
+        let (tx, mut rx) = channel();
+        let merged = Finalizer::merged(vec![
+            Finalizer::new(1, tx.clone()),
+            Finalizer::new(2, tx.clone()),
+        ]);
+        let copy = merged.clone();
+        merged.update(BatchStatus::Delivered);
+        assert!(rx.try_recv().is_err());
+        copy.update(BatchStatus::Dropped);
+        let mut acks = vec![rx.try_recv().unwrap(), rx.try_recv().unwrap()];
+        acks.sort_by_key(|a| a.batch_id);
+        assert_eq!(
+            acks,
+            [1, 2].map(|batch_id| Ack {
+                batch_id,
+                status: BatchStatus::Dropped
+            })
+        );
+        drop(Finalizer::merged(vec![Finalizer::new(3, tx)]));
         assert_eq!(rx.try_recv().unwrap().status, BatchStatus::Failed);
     }
 

@@ -39,6 +39,17 @@ pub struct EventBatch {
     pub events: Vec<FlowEvent>,
     /// One per event when `[enrich]` is on, else empty.
     pub enrichment: Vec<Enrichment>,
+    /// One per event when the events are aggregation summaries, else empty.
+    pub summaries: Vec<Summary>,
+}
+
+/// What an aggregated event stands for: the updates of one flow merged in an interval.
+/// The event's own `time_ms` is the first one seen; counters are the sums.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    pub last_ms: u64,
+    /// Flow tuples merged into this event.
+    pub count: u32,
 }
 
 /// Transform → sink: a batch shared by every sink, and this sink's acknowledgement handle.
@@ -56,6 +67,7 @@ impl EventBatch {
             groups: Vec::new(),
             events: Vec::new(),
             enrichment: Vec::new(),
+            summaries: Vec::new(),
         }
     }
 

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 /// One event's additions; `None` where that enrichment is off or has no answer.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Enrichment {
     /// IANA service name of the destination port.
     pub service: Option<&'static str>,
@@ -14,6 +14,12 @@ pub struct Enrichment {
     /// The inventory's entry for the source and destination addresses.
     pub src_asset: Option<Arc<Asset>>,
     pub dst_asset: Option<Arc<Asset>>,
+    /// GeoIP and ASN of public addresses.
+    pub src_geo: Option<Arc<Geo>>,
+    pub dst_geo: Option<Arc<Geo>>,
+    /// Reverse DNS names (PTR) of the addresses.
+    pub src_dns: Option<Arc<str>>,
+    pub dst_dns: Option<Arc<str>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,4 +81,23 @@ pub struct Asset {
     pub environment: Box<str>,
     /// `;`-separated, as written in the inventory.
     pub tags: Box<str>,
+}
+
+/// Where a public address is, and which network announces it (MaxMind-format databases).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Geo {
+    /// ISO 3166-1 alpha-2 code.
+    pub country: Option<Box<str>>,
+    pub city: Option<Box<str>>,
+    pub latitude: Option<f64>,
+    pub longitude: Option<f64>,
+    /// Autonomous system number and its organisation.
+    pub asn: Option<u32>,
+    pub as_org: Option<Box<str>>,
+}
+
+impl Geo {
+    pub fn is_empty(&self) -> bool {
+        *self == Geo::default()
+    }
 }

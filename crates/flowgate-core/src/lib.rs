@@ -16,8 +16,8 @@ pub mod secret;
 pub mod time;
 
 pub use ack::{Ack, AckSender, BatchStatus, Finalizer};
-pub use batch::{Delivery, EventBatch, Origin, RecordBatch};
-pub use enrichment::{AddrClass, Asset, Enrichment, RuleKind};
+pub use batch::{Delivery, EventBatch, Origin, RecordBatch, Summary};
+pub use enrichment::{AddrClass, Asset, Enrichment, Geo, RuleKind};
 pub use event::{
     Action, Direction, Encryption, FlowEvent, FlowGroup, FlowState, LogKind, Mac, Protocol,
     RecordContext,

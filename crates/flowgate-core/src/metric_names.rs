@@ -11,10 +11,20 @@ pub const TUPLES_FAILED_TOTAL: &str = "flowgate_tuples_failed_total";
 /// Label `reason`: the `[filter]` check that removed the event (`action`, `direction`,
 /// `protocol`, `begin`, `address`, `port`, `rule`, `nsg`).
 pub const EVENTS_FILTERED_TOTAL: &str = "flowgate_events_filtered_total";
-/// Label `cache`: `inventory`.
+/// Label `cache`: `inventory`, `geoip`, `rdns`.
 pub const ENRICH_CACHE_HITS_TOTAL: &str = "flowgate_enrich_cache_hits_total";
-/// Label `cache`: `inventory`.
+/// Label `cache`.
 pub const ENRICH_CACHE_MISSES_TOTAL: &str = "flowgate_enrich_cache_misses_total";
+/// Label `cache`: entries pushed out of a full cache (a cache too small thrashes).
+pub const ENRICH_CACHE_EVICTIONS_TOTAL: &str = "flowgate_enrich_cache_evictions_total";
+/// Gauge, label `cache`: entries held.
+pub const ENRICH_CACHE_ENTRIES: &str = "flowgate_enrich_cache_entries";
+/// Label `result`: `found`, `not_found` (NXDOMAIN or no PTR), `timeout`, `error`.
+pub const ENRICH_RDNS_LOOKUPS_TOTAL: &str = "flowgate_enrich_rdns_lookups_total";
+/// Label `reason`: `duplicate` (exact repeats suppressed).
+pub const EVENTS_SUPPRESSED_TOTAL: &str = "flowgate_events_suppressed_total";
+/// Events merged into an aggregation summary (events in minus summaries out).
+pub const EVENTS_AGGREGATED_TOTAL: &str = "flowgate_events_aggregated_total";
 pub const SOURCE_BYTES_READ_TOTAL: &str = "flowgate_source_read_bytes_total";
 pub const SOURCE_FILES_DISCOVERED_TOTAL: &str = "flowgate_source_files_discovered_total";
 /// Label `reason`: structural errors between records (offset logged).
@@ -44,3 +54,6 @@ pub const SINK_CONNECT_ERRORS_TOTAL: &str = "flowgate_sink_connect_errors_total"
 /// Label `status`: `delivered`, `dropped`, `failed`.
 pub const BATCHES_ACKNOWLEDGED_TOTAL: &str = "flowgate_batches_acknowledged_total";
 pub const CHECKPOINT_WRITES_TOTAL: &str = "flowgate_checkpoint_writes_total";
+/// Gauge, label `channel`: `records` (sources → transform) or `sink.<name>` (transform →
+/// that sink): batches waiting. A full sink channel means that sink is the bottleneck.
+pub const CHANNEL_DEPTH_BATCHES: &str = "flowgate_channel_depth_batches";

@@ -3,7 +3,9 @@
 //! each address (private, public, Azure platform, ...), and the kind of rule.
 
 use crate::filter::Cidr;
+use crate::geoip::GeoLookup;
 use crate::inventory::AssetLookup;
+use crate::rdns::{RdnsConfig, ReverseDns};
 use flowgate_core::{AddrClass, Enrichment, EventBatch, LogKind, Protocol, RuleKind};
 use serde::Deserialize;
 use std::net::IpAddr;
@@ -25,7 +27,13 @@ pub struct EnrichConfig {
     /// An asset inventory (CSV: `cidr,name,owner,environment,tags`), looked up for both
     /// addresses by longest prefix; see `inventory.rs`.
     pub inventory: Option<PathBuf>,
-    /// How often to check whether the inventory file changed.
+    /// MaxMind-format City and ASN databases (GeoLite2/GeoIP2 or ip-location-db
+    /// builds), looked up for public addresses; see `geoip.rs`.
+    pub geoip_city: Option<PathBuf>,
+    pub geoip_asn: Option<PathBuf>,
+    /// `[enrich.reverse_dns]`: PTR names, asynchronous with a timeout; see `rdns.rs`.
+    pub reverse_dns: RdnsConfig,
+    /// How often to check whether the inventory or a GeoIP database changed.
     pub inventory_reload_secs: f64,
     /// Addresses remembered by the lookup cache.
     pub cache_size: usize,
@@ -38,6 +46,9 @@ impl Default for EnrichConfig {
             address_classes: false,
             rule_kinds: false,
             inventory: None,
+            geoip_city: None,
+            geoip_asn: None,
+            reverse_dns: RdnsConfig::default(),
             inventory_reload_secs: 60.0,
             cache_size: 65_536,
         }
@@ -46,7 +57,16 @@ impl Default for EnrichConfig {
 
 impl EnrichConfig {
     pub fn any(&self) -> bool {
-        self.service_names || self.address_classes || self.rule_kinds || self.inventory.is_some()
+        self.service_names
+            || self.address_classes
+            || self.rule_kinds
+            || self.inventory.is_some()
+            || self.geoip()
+            || self.reverse_dns.enabled
+    }
+
+    fn geoip(&self) -> bool {
+        self.geoip_city.is_some() || self.geoip_asn.is_some()
     }
 
     /// Checks without I/O; errors name the key.
@@ -57,7 +77,7 @@ impl EnrichConfig {
         if !(1..=16_777_216).contains(&self.cache_size) {
             return Err("enrich.cache_size must be in 1..=16777216".into());
         }
-        Ok(())
+        self.reverse_dns.validate()
     }
 
     /// The enricher; reads the inventory now, so that a bad file is a start-up error.
@@ -71,9 +91,29 @@ impl EnrichConfig {
             )?),
             None => None,
         };
+        let reload = Duration::from_secs_f64(self.inventory_reload_secs);
+        let geo = match self.geoip() {
+            true => Some(GeoLookup::open(
+                self.geoip_city.as_deref(),
+                self.geoip_asn.as_deref(),
+                self.cache_size,
+                reload,
+            )?),
+            false => None,
+        };
+        let rdns = match self.reverse_dns.enabled {
+            true => {
+                let runtime = tokio::runtime::Handle::try_current()
+                    .map_err(|_| "enrich.reverse_dns needs the service's runtime".to_string())?;
+                Some(self.reverse_dns.build(runtime)?)
+            }
+            false => None,
+        };
         Ok(Enricher {
             config: self.clone(),
             assets,
+            geo,
+            rdns,
         })
     }
 }
@@ -82,6 +122,8 @@ impl EnrichConfig {
 pub struct Enricher {
     config: EnrichConfig,
     assets: Option<AssetLookup>,
+    geo: Option<GeoLookup>,
+    rdns: Option<ReverseDns>,
 }
 
 /// IANA service names of well-known destination ports (TCP and UDP alike, as assigned).
@@ -156,31 +198,55 @@ impl Enricher {
         if !self.config.any() {
             return;
         }
+        if let Some(rdns) = &mut self.rdns {
+            rdns.prepare(batch.events.iter().flat_map(|e| [e.src_ip, e.dst_ip]));
+        }
         let config = &self.config;
         let mut out = Vec::with_capacity(batch.events.len());
         for e in &batch.events {
             let (g, r) = batch.context_of(e);
-            let (src_asset, dst_asset) = match &mut self.assets {
-                Some(a) => (a.lookup(e.src_ip), a.lookup(e.dst_ip)),
-                None => (None, None),
-            };
-            out.push(Enrichment {
+            let src_class = address_class(e.src_ip);
+            let dst_class = address_class(e.dst_ip);
+            let mut x = Enrichment {
                 service: config
                     .service_names
                     .then(|| service_name(e.protocol, e.dst_port))
                     .flatten(),
-                src_class: config.address_classes.then(|| address_class(e.src_ip)),
-                dst_class: config.address_classes.then(|| address_class(e.dst_ip)),
+                src_class: config.address_classes.then_some(src_class),
+                dst_class: config.address_classes.then_some(dst_class),
                 rule_kind: config
                     .rule_kinds
                     .then(|| rule_kind(&g.rule, r.kind == LogKind::VNet)),
-                src_asset,
-                dst_asset,
-            });
+                ..Enrichment::default()
+            };
+            if let Some(a) = &mut self.assets {
+                x.src_asset = a.lookup(e.src_ip);
+                x.dst_asset = a.lookup(e.dst_ip);
+            }
+            if let Some(geo) = &mut self.geo {
+                // Private addresses are in no GeoIP database: not even worth a cache slot.
+                x.src_geo = (src_class == AddrClass::Public)
+                    .then(|| geo.lookup(e.src_ip))
+                    .flatten();
+                x.dst_geo = (dst_class == AddrClass::Public)
+                    .then(|| geo.lookup(e.dst_ip))
+                    .flatten();
+            }
+            if let Some(rdns) = &mut self.rdns {
+                x.src_dns = rdns.name(e.src_ip);
+                x.dst_dns = rdns.name(e.dst_ip);
+            }
+            out.push(x);
         }
         batch.enrichment = out;
         if let Some(a) = &mut self.assets {
             a.after_batch();
+        }
+        if let Some(geo) = &mut self.geo {
+            geo.after_batch();
+        }
+        if let Some(rdns) = &mut self.rdns {
+            rdns.after_batch();
         }
     }
 }

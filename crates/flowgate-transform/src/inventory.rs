@@ -5,14 +5,14 @@
 //! `;`-separated; a first line starting with `cidr` is a header; `#` starts a comment).
 
 use crate::filter::{bits_of, mask, Cidr};
-use flowgate_core::{metric_names as m, Asset};
-use lru::LruCache;
+use crate::lookup_cache::{CacheCounts, LookupCache};
+use crate::watched_file::WatchedFile;
+use flowgate_core::Asset;
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::num::NonZeroUsize;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 use tracing::{info, warn};
 
 /// Blocks grouped by prefix length, longest first: a lookup masks the address once per
@@ -85,16 +85,11 @@ impl Inventory {
 }
 
 /// Lookups for the transform: the inventory behind an LRU cache, reloaded when the file's
-/// modification time changes (checked at most every `reload_every`).
+/// modification time changes.
 pub struct AssetLookup {
-    path: PathBuf,
+    file: WatchedFile,
     inventory: Inventory,
-    modified: Option<SystemTime>,
-    checked: Instant,
-    reload_every: Duration,
-    cache: LruCache<IpAddr, Option<Arc<Asset>>>,
-    hits: u64,
-    misses: u64,
+    cache: LookupCache<Option<Arc<Asset>>>,
 }
 
 impl AssetLookup {
@@ -102,63 +97,38 @@ impl AssetLookup {
         let inventory = Inventory::load(path)?;
         info!(inventory = %path.display(), blocks = inventory.len(), "asset inventory loaded");
         Ok(AssetLookup {
-            path: path.to_owned(),
+            file: WatchedFile::new(path, reload_every),
             inventory,
-            modified: modified(path),
-            checked: Instant::now(),
-            reload_every,
-            cache: LruCache::new(NonZeroUsize::new(cache_size.max(1)).expect("at least 1")),
-            hits: 0,
-            misses: 0,
+            cache: LookupCache::new("inventory", cache_size),
         })
     }
 
     pub fn lookup(&mut self, ip: IpAddr) -> Option<Arc<Asset>> {
-        if let Some(found) = self.cache.get(&ip) {
-            self.hits += 1;
-            return found.clone();
-        }
-        self.misses += 1;
-        let found = self.inventory.lookup(ip);
-        self.cache.put(ip, found.clone());
-        found
+        let inventory = &self.inventory;
+        self.cache.get_or_insert_with(ip, || inventory.lookup(ip))
     }
 
     /// Publishes the cache counters and reloads the file if it changed; a file that does
     /// not parse keeps the previous inventory (and says why).
     pub fn after_batch(&mut self) {
-        metrics::counter!(m::ENRICH_CACHE_HITS_TOTAL, "cache" => "inventory").increment(self.hits);
-        metrics::counter!(m::ENRICH_CACHE_MISSES_TOTAL, "cache" => "inventory")
-            .increment(self.misses);
-        self.hits = 0;
-        self.misses = 0;
-        if self.checked.elapsed() < self.reload_every {
+        self.cache.publish();
+        if !self.file.changed() {
             return;
         }
-        self.checked = Instant::now();
-        let now = modified(&self.path);
-        if now == self.modified {
-            return;
-        }
-        match Inventory::load(&self.path) {
+        match Inventory::load(self.file.path()) {
             Ok(inventory) => {
-                info!(inventory = %self.path.display(), blocks = inventory.len(), "asset inventory reloaded");
+                info!(inventory = %self.file.path().display(), blocks = inventory.len(), "asset inventory reloaded");
                 self.inventory = inventory;
                 self.cache.clear();
-                self.modified = now;
             }
             Err(e) => warn!(error = %e, "asset inventory not reloaded; keeping the previous one"),
         }
     }
 
-    /// (hits, misses) since the last `after_batch` (tests).
-    pub fn counts(&self) -> (u64, u64) {
-        (self.hits, self.misses)
+    /// Counts since the last `after_batch` (tests).
+    pub fn counts(&self) -> CacheCounts {
+        self.cache.counts()
     }
-}
-
-fn modified(path: &Path) -> Option<SystemTime> {
-    std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
 #[cfg(test)]
@@ -212,18 +182,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("assets.csv");
         std::fs::write(&path, CSV).unwrap();
+        use std::time::SystemTime;
         let mut l = AssetLookup::open(&path, 2, Duration::ZERO).unwrap();
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         l.lookup(ip("10.1.0.4"));
         l.lookup(ip("10.1.0.4"));
         l.lookup(ip("10.9.9.9"));
-        assert_eq!(l.counts(), (1, 2));
+        assert_eq!((l.counts().hits, l.counts().misses), (1, 2));
         // A third address evicts the least recently used one (10.1.0.4).
         l.lookup(ip("11.0.0.1"));
         l.lookup(ip("10.1.0.4"));
-        assert_eq!(l.counts(), (1, 4));
+        let c = l.counts();
+        assert_eq!((c.hits, c.misses, c.evictions), (1, 4, 2));
         l.after_batch();
-        assert_eq!(l.counts(), (0, 0));
+        assert_eq!(l.counts(), CacheCounts::default());
         // The file changes: the new inventory is used, the cache forgotten.
         std::thread::sleep(Duration::from_millis(20));
         std::fs::write(&path, "10.1.0.4/32,renamed-vm,web-team,prod,\n").unwrap();

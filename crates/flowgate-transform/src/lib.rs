@@ -8,14 +8,21 @@
 pub mod enrich;
 pub mod filter;
 mod flatten;
+pub mod geoip;
 pub mod inventory;
+mod lookup_cache;
 mod problem;
 mod raw;
+pub mod rdns;
 mod resource_id;
 mod tuple;
+pub mod volume;
+mod watched_file;
 
 pub use enrich::{EnrichConfig, Enricher};
 pub use filter::{Cidr, Filter, FilterConfig};
 pub use flatten::{FlattenStats, Flattener};
+pub use lookup_cache::{CacheCounts, LookupCache};
 pub use problem::{Problem, ProblemKind, RecordErrorKind, TupleErrorKind};
 pub use resource_id::ResourceIdParts;
+pub use volume::{Aggregator, Dedup, VolumeConfig};

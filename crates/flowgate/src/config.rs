@@ -3,7 +3,7 @@
 
 use flowgate_sink::SinkConfig;
 use flowgate_source::{BlobSourceConfig, LocalSourceConfig};
-use flowgate_transform::{EnrichConfig, FilterConfig};
+use flowgate_transform::{EnrichConfig, FilterConfig, VolumeConfig};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -20,6 +20,10 @@ pub struct Config {
     pub filter: FilterConfig,
     /// `[enrich]`: what is added to every event.
     pub enrich: EnrichConfig,
+    /// `[volume]`: duplicate suppression and aggregation.
+    pub volume: VolumeConfig,
+    /// `[api]`: the HTTP endpoint for `/metrics`, `/healthz` and `/readyz`.
+    pub api: ApiConfig,
     pub log: LogConfig,
 }
 
@@ -40,6 +44,10 @@ struct RawConfig {
     filter: FilterConfig,
     #[serde(default)]
     enrich: EnrichConfig,
+    #[serde(default)]
+    volume: VolumeConfig,
+    #[serde(default)]
+    api: ApiConfig,
     #[serde(default)]
     log: LogConfig,
 }
@@ -80,6 +88,25 @@ impl Default for PipelineConfig {
         PipelineConfig {
             channel_capacity: 4,
             drain_timeout_secs: 30.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// `host:port` to serve `/metrics`, `/healthz` and `/readyz` on; off when unset.
+    /// In a container: `0.0.0.0:9898`.
+    pub address: Option<String>,
+}
+
+impl ApiConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        match &self.address {
+            Some(a) if a.parse::<std::net::SocketAddr>().is_err() => Err(format!(
+                "api.address: {a:?} is not an address (host:port, e.g. 0.0.0.0:9898)"
+            )),
+            _ => Ok(()),
         }
     }
 }
@@ -186,6 +213,8 @@ impl Config {
             pipeline: raw.pipeline,
             filter: raw.filter,
             enrich: raw.enrich,
+            volume: raw.volume,
+            api: raw.api,
             log: raw.log,
         })
     }
@@ -222,6 +251,8 @@ impl Config {
         }
         self.filter.build()?;
         self.enrich.validate()?;
+        self.volume.validate()?;
+        self.api.validate()?;
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| format!("log.level: {e}"))?;
         Ok(())

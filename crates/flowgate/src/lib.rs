@@ -6,3 +6,4 @@ pub mod convert;
 pub mod generate;
 pub mod pipeline;
 pub mod simulate;
+pub mod transform;

@@ -10,19 +10,15 @@
 //! fills and the sources stop reading: memory stays at a few batches per channel.
 
 use crate::config::{Config, SourceConfig};
+use crate::transform::Transform;
 use anyhow::{Context, Result};
-use flowgate_core::{BatchStatus, Delivery, RecordBatch};
+use flowgate_core::{Delivery, RecordBatch};
 use flowgate_sink::{KafkaSink, SinkConfig, SyslogSink, WriterSink};
 use flowgate_source::{CheckpointStore, Follower, LocalDir};
-use flowgate_transform::{Enricher, Filter, Flattener};
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
-
-/// Problems are logged once per file and reason, not once per occurrence.
-const MAX_REMEMBERED_PROBLEMS: usize = 10_000;
 
 /// Runs until `shutdown` turns true, then drains: sources stop reading, batches in flight
 /// are delivered (up to the drain timeout) and the final checkpoints are stored.
@@ -51,7 +47,7 @@ pub async fn run(
     for (name, sink) in &config.sinks {
         let (tx, rx) = mpsc::channel::<Delivery>(capacity);
         let abort = abort.clone();
-        sink_inputs.push(tx);
+        sink_inputs.push((name.clone(), tx));
         // Writers block on their files; network sinks are tasks.
         let task = match sink {
             SinkConfig::Stdout(c) => {
@@ -76,11 +72,16 @@ pub async fn run(
         sink_tasks.push(task);
     }
 
-    let filter = config.filter.build().map_err(anyhow::Error::msg)?;
     let (record_tx, record_rx) = mpsc::channel::<RecordBatch>(capacity);
-    let enricher = config.enrich.build().map_err(anyhow::Error::msg)?;
-    let transform =
-        tokio::task::spawn_blocking(move || transform(record_rx, sink_inputs, filter, enricher));
+    let stage = Transform {
+        filter: config.filter.build().map_err(anyhow::Error::msg)?,
+        dedup: config.volume.dedup(),
+        aggregator: config.volume.aggregator(),
+        enricher: config.enrich.build().map_err(anyhow::Error::msg)?,
+        sinks: sink_inputs,
+    };
+    let (stop, runtime) = (shutdown.clone(), tokio::runtime::Handle::current());
+    let transform = tokio::task::spawn_blocking(move || stage.run(record_rx, stop, runtime));
 
     let mut sources = Vec::new();
     for (name, source) in &config.sources {
@@ -132,51 +133,4 @@ pub async fn run(
         task.await.context("sink task failed")?;
     }
     result
-}
-
-/// Flattens each record batch and hands the events to every sink.
-fn transform(
-    mut input: mpsc::Receiver<RecordBatch>,
-    sinks: Vec<mpsc::Sender<Delivery>>,
-    filter: Filter,
-    mut enricher: Enricher,
-) {
-    let mut flattener = Flattener::new();
-    let mut reported: HashSet<(Arc<str>, &'static str)> = HashSet::new();
-    while let Some(batch) = input.blocking_recv() {
-        let origin = batch.origin.clone();
-        let (mut events, finalizer) = flattener.flatten_batch(batch, |offset, problem| {
-            if reported.len() >= MAX_REMEMBERED_PROBLEMS {
-                reported.clear();
-            }
-            if reported.insert((origin.path.clone(), problem.kind.reason())) {
-                warn!(source = %origin.source, file = %origin.path, offset, "{problem} (further problems of this kind in this file are only counted)");
-            }
-        });
-        filter.apply(&mut events);
-        enricher.enrich(&mut events);
-        if events.events.is_empty() {
-            // Nothing to deliver: the records are done with.
-            finalizer.update(BatchStatus::Delivered);
-            continue;
-        }
-        let batch = Arc::new(events);
-        // Every sink gets a clone of the finalizer; the last sink takes the original.
-        let mut finalizer = Some(finalizer);
-        for (i, sink) in sinks.iter().enumerate() {
-            let handle = if i + 1 == sinks.len() {
-                finalizer.take().expect("original finalizer")
-            } else {
-                finalizer.as_ref().expect("original finalizer").clone()
-            };
-            let delivery = Delivery {
-                batch: batch.clone(),
-                finalizer: handle,
-            };
-            if sink.blocking_send(delivery).is_err() {
-                // The sink is gone; the dropped finalizer reports the batch failed.
-                warn!("a sink stopped early; its batches will be read again on restart");
-            }
-        }
-    }
 }

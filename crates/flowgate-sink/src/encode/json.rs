@@ -1,7 +1,7 @@
 //! One JSON object per tuple, with the stable names listed in docs/FORMATS.md.
 
 use super::{escape, write, GroupCache};
-use flowgate_core::{Enrichment, FlowEvent, FlowGroup, Origin, RecordContext};
+use flowgate_core::{Enrichment, FlowEvent, FlowGroup, Geo, Origin, RecordContext, Summary};
 
 pub(super) fn group(o: &Origin, g: &FlowGroup, r: &RecordContext, c: &mut GroupCache) {
     let b = &mut c.tail;
@@ -43,13 +43,56 @@ pub(super) fn group(o: &Origin, g: &FlowGroup, r: &RecordContext, c: &mut GroupC
     b.push(b'}');
 }
 
+/// The fields of a [`Geo`] that are set, comma-separated, without braces.
+fn geo_object(out: &mut Vec<u8>, g: &Geo) {
+    let mut sep: &[u8] = b"";
+    let mut key = |out: &mut Vec<u8>, k: &[u8]| {
+        out.extend_from_slice(sep);
+        out.extend_from_slice(k);
+        sep = b",";
+    };
+    if let Some(v) = &g.country {
+        key(out, b"\"country\":\"");
+        escape::json_str(v, out);
+        out.push(b'"');
+    }
+    if let Some(v) = &g.city {
+        key(out, b"\"city\":\"");
+        escape::json_str(v, out);
+        out.push(b'"');
+    }
+    if let Some(v) = g.latitude {
+        key(out, b"\"lat\":");
+        write::float(out, v);
+    }
+    if let Some(v) = g.longitude {
+        key(out, b"\"lon\":");
+        write::float(out, v);
+    }
+    if let Some(v) = g.asn {
+        key(out, b"\"asn\":");
+        write::uint(out, v);
+    }
+    if let Some(v) = &g.as_org {
+        key(out, b"\"as_org\":\"");
+        escape::json_str(v, out);
+        out.push(b'"');
+    }
+}
+
 fn string(out: &mut Vec<u8>, key: &[u8], value: &str) {
     out.extend_from_slice(key);
     escape::json_str(value, out);
     out.push(b'"');
 }
 
-pub(super) fn event(e: &FlowEvent, extra: Option<&Enrichment>, c: &GroupCache, out: &mut Vec<u8>) {
+pub(super) fn event(
+    e: &FlowEvent,
+    extra: Option<&Enrichment>,
+    summary: Option<&Summary>,
+    c: &GroupCache,
+    out: &mut Vec<u8>,
+) {
     out.extend_from_slice(b"{\"time\":\"");
     write::rfc3339_ms(out, e.time_ms);
     out.extend_from_slice(b"\",\"time_ms\":");
@@ -99,6 +142,34 @@ pub(super) fn event(e: &FlowEvent, extra: Option<&Enrichment>, c: &GroupCache, o
             string(out, b",\"tags\":\"", &a.tags);
             out.push(b'}');
         }
+        for (key, geo) in [
+            (&b",\"src_geo\":{"[..], &x.src_geo),
+            (b",\"dst_geo\":{", &x.dst_geo),
+        ] {
+            if let Some(g) = geo {
+                out.extend_from_slice(key);
+                geo_object(out, g);
+                out.push(b'}');
+            }
+        }
+        for (key, name) in [
+            (&b",\"src_dns\":\""[..], &x.src_dns),
+            (b",\"dst_dns\":\"", &x.dst_dns),
+        ] {
+            if let Some(n) = name {
+                string(out, key, n);
+            }
+        }
+    }
+    if let Some(s) = summary {
+        out.extend_from_slice(b",\"first_seen\":\"");
+        write::rfc3339_ms(out, e.time_ms);
+        out.extend_from_slice(b"\",\"last_seen\":\"");
+        write::rfc3339_ms(out, s.last_ms);
+        out.extend_from_slice(b"\",\"last_seen_ms\":");
+        write::uint(out, s.last_ms);
+        out.extend_from_slice(b",\"count\":");
+        write::uint(out, s.count);
     }
     out.extend_from_slice(&c.tail);
 }

@@ -11,7 +11,7 @@ mod leef;
 pub mod syslog;
 pub mod write;
 
-use flowgate_core::{Action, Enrichment, EventBatch, FlowEvent, LogKind, Protocol};
+use flowgate_core::{Action, Enrichment, EventBatch, FlowEvent, Geo, LogKind, Protocol, Summary};
 use serde::Deserialize;
 pub use syslog::{SyslogConfig, SyslogHeader, SyslogKind};
 
@@ -89,15 +89,16 @@ impl Encoder {
                 current_group = Some(e.group);
             }
             let extra = batch.enrichment.get(i);
+            let summary = batch.summaries.get(i);
             match self.framing {
                 Framing::Newline => {
-                    self.message(e, extra, out);
+                    self.message(e, extra, summary, out);
                     out.push(b'\n');
                 }
                 Framing::OctetCounting => {
                     let mut msg = std::mem::take(&mut self.scratch);
                     msg.clear();
-                    self.message(e, extra, &mut msg);
+                    self.message(e, extra, summary, &mut msg);
                     write::uint(out, msg.len());
                     out.push(b' ');
                     out.extend_from_slice(&msg);
@@ -124,7 +125,13 @@ impl Encoder {
         }
     }
 
-    fn message(&self, e: &FlowEvent, extra: Option<&Enrichment>, out: &mut Vec<u8>) {
+    fn message(
+        &self,
+        e: &FlowEvent,
+        extra: Option<&Enrichment>,
+        summary: Option<&Summary>,
+        out: &mut Vec<u8>,
+    ) {
         if let Some(h) = &self.syslog {
             h.write(e, out);
         }
@@ -134,6 +141,10 @@ impl Encoder {
                 if let Some(x) = extra {
                     enrichment(x, CEF_KEYS, b"", out);
                     assets(x, CEF_ASSET_KEYS, escape::cef_value, out);
+                    geo_and_dns(x, CEF_GEO_KEYS, escape::cef_value, out);
+                }
+                if let Some(s) = summary {
+                    summary_fields(e, s, [b" start=", b" end=", b" cnt="], out);
                 }
             }
             Format::Leef => {
@@ -141,10 +152,113 @@ impl Encoder {
                 if let Some(x) = extra {
                     enrichment(x, LEEF_KEYS, b"", out);
                     assets(x, LEEF_ASSET_KEYS, escape::leef_value, out);
+                    geo_and_dns(x, LEEF_GEO_KEYS, escape::leef_value, out);
+                }
+                if let Some(s) = summary {
+                    summary_fields(
+                        e,
+                        s,
+                        [b"\tstartTime=", b"\tendTime=", b"\teventCount="],
+                        out,
+                    );
                 }
             }
-            Format::Json => json::event(e, extra, &self.cache, out),
+            Format::Json => json::event(e, extra, summary, &self.cache, out),
         }
+    }
+}
+
+/// An aggregation summary's first and last time seen (epoch ms) and tuple count.
+fn summary_fields(e: &FlowEvent, s: &Summary, keys: [&[u8]; 3], out: &mut Vec<u8>) {
+    out.extend_from_slice(keys[0]);
+    write::uint(out, e.time_ms);
+    out.extend_from_slice(keys[1]);
+    write::uint(out, s.last_ms);
+    out.extend_from_slice(keys[2]);
+    write::uint(out, s.count);
+}
+
+/// Keys of the GeoIP and reverse DNS fields, source then destination: country, city,
+/// latitude, longitude, AS number, AS organisation, DNS name.
+type GeoKeys = [[&'static [u8]; 7]; 2];
+const CEF_GEO_KEYS: GeoKeys = [
+    [
+        b" srcGeoCountryCode=",
+        b" srcGeoCity=",
+        b" slat=",
+        b" slong=",
+        b" srcAsn=",
+        b" srcAsOrg=",
+        b" srcDnsName=",
+    ],
+    [
+        b" dstGeoCountryCode=",
+        b" dstGeoCity=",
+        b" dlat=",
+        b" dlong=",
+        b" dstAsn=",
+        b" dstAsOrg=",
+        b" dstDnsName=",
+    ],
+];
+const LEEF_GEO_KEYS: GeoKeys = [
+    [
+        b"\tsrcGeoCountry=",
+        b"\tsrcGeoCity=",
+        b"\tsrcLat=",
+        b"\tsrcLong=",
+        b"\tsrcAsn=",
+        b"\tsrcAsOrg=",
+        b"\tsrcDnsName=",
+    ],
+    [
+        b"\tdstGeoCountry=",
+        b"\tdstGeoCity=",
+        b"\tdstLat=",
+        b"\tdstLong=",
+        b"\tdstAsn=",
+        b"\tdstAsOrg=",
+        b"\tdstDnsName=",
+    ],
+];
+
+/// Writes what the GeoIP databases and reverse DNS said about both addresses; names
+/// come from outside (databases, DNS), so they are escaped for the format.
+fn geo_and_dns(x: &Enrichment, keys: GeoKeys, escape: fn(&str, &mut Vec<u8>), out: &mut Vec<u8>) {
+    for ((geo, dns), keys) in [(&x.src_geo, &x.src_dns), (&x.dst_geo, &x.dst_dns)]
+        .into_iter()
+        .zip(keys)
+    {
+        if let Some(g) = geo {
+            geo_fields(g, &keys, escape, out);
+        }
+        if let Some(name) = dns {
+            out.extend_from_slice(keys[6]);
+            escape(name, out);
+        }
+    }
+}
+
+fn geo_fields(g: &Geo, keys: &[&[u8]; 7], escape: fn(&str, &mut Vec<u8>), out: &mut Vec<u8>) {
+    for (key, value) in [(keys[0], &g.country), (keys[1], &g.city)] {
+        if let Some(v) = value {
+            out.extend_from_slice(key);
+            escape(v, out);
+        }
+    }
+    for (key, value) in [(keys[2], g.latitude), (keys[3], g.longitude)] {
+        if let Some(v) = value {
+            out.extend_from_slice(key);
+            write::float(out, v);
+        }
+    }
+    if let Some(asn) = g.asn {
+        out.extend_from_slice(keys[4]);
+        write::uint(out, asn);
+    }
+    if let Some(org) = &g.as_org {
+        out.extend_from_slice(keys[5]);
+        escape(org, out);
     }
 }
 
