@@ -7,7 +7,7 @@
 //! an update (a stage that failed or was cancelled) counts as [`BatchStatus::Failed`],
 //! so an unfinished batch can never advance a checkpoint.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
@@ -43,6 +43,8 @@ impl BatchStatus {
 pub struct Ack {
     pub batch_id: u64,
     pub status: BatchStatus,
+    /// Epoch ms of the newest flow tuple in the batch (0: none), for the lag metric.
+    pub newest_ms: u64,
 }
 
 /// The sending side of a source's acknowledgement channel.
@@ -51,6 +53,7 @@ pub type AckSender = mpsc::UnboundedSender<Ack>;
 struct Shared {
     batch_id: u64,
     status: AtomicU8,
+    newest_ms: AtomicU64,
     tx: Option<AckSender>,
     /// The batches merged into this one ([`Finalizer::merged`]): each gets its status.
     parents: Vec<Finalizer>,
@@ -67,6 +70,7 @@ impl Drop for Shared {
             let _ = tx.send(Ack {
                 batch_id: self.batch_id,
                 status,
+                newest_ms: self.newest_ms.load(Ordering::Acquire),
             });
         }
     }
@@ -102,6 +106,7 @@ impl Finalizer {
             shared: Arc::new(Shared {
                 batch_id,
                 status: AtomicU8::new(BatchStatus::Delivered as u8),
+                newest_ms: AtomicU64::new(0),
                 tx,
                 parents: Vec::new(),
             }),
@@ -111,6 +116,11 @@ impl Finalizer {
 
     pub fn batch_id(&self) -> u64 {
         self.shared.batch_id
+    }
+
+    /// Notes the time of a tuple in the batch; the ack carries the newest.
+    pub fn note_time(&self, epoch_ms: u64) {
+        self.shared.newest_ms.fetch_max(epoch_ms, Ordering::AcqRel);
     }
 
     /// Report this handle's outcome; the batch's status becomes the worst of all reports.
@@ -169,7 +179,8 @@ mod tests {
             rx.try_recv().unwrap(),
             Ack {
                 batch_id: 7,
-                status: BatchStatus::Delivered
+                status: BatchStatus::Delivered,
+                newest_ms: 0,
             }
         );
     }
@@ -201,7 +212,8 @@ mod tests {
             acks,
             [1, 2].map(|batch_id| Ack {
                 batch_id,
-                status: BatchStatus::Dropped
+                status: BatchStatus::Dropped,
+                newest_ms: 0,
             })
         );
         drop(Finalizer::merged(vec![Finalizer::new(3, tx)]));

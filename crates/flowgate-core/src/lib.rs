@@ -11,6 +11,7 @@ pub mod batch;
 pub mod enrichment;
 pub mod event;
 pub mod glob;
+pub mod health;
 pub mod metric_names;
 pub mod secret;
 pub mod time;

@@ -1,6 +1,6 @@
 //! Every metric flowgate emits, in one place (`<namespace>_<name>_<unit>_total`).
 //! `docs/METRICS.md` explains each one. They are recorded through the `metrics` facade;
-//! the Prometheus exporter (`/metrics`) is wired by the operations issue.
+//! [`CATALOGUE`] gives each its type and help text for the Prometheus exporter.
 
 pub const RECORDS_TOTAL: &str = "flowgate_records_total";
 /// Label `reason`: `RecordErrorKind::reason()` in flowgate-transform.
@@ -26,6 +26,19 @@ pub const EVENTS_SUPPRESSED_TOTAL: &str = "flowgate_events_suppressed_total";
 /// Events merged into an aggregation summary (events in minus summaries out).
 pub const EVENTS_AGGREGATED_TOTAL: &str = "flowgate_events_aggregated_total";
 pub const SOURCE_BYTES_READ_TOTAL: &str = "flowgate_source_read_bytes_total";
+/// Range reads of files or blobs (each read fetches what is new in one object).
+pub const SOURCE_READS_TOTAL: &str = "flowgate_source_reads_total";
+/// Histogram, label `source`: one poll (a listing, then reading what is new).
+pub const SOURCE_POLL_DURATION_SECONDS: &str = "flowgate_source_poll_duration_seconds";
+/// Gauge, label `source`: now minus the time of the newest tuple delivered (set when
+/// `/metrics` is read).
+pub const CHECKPOINT_LAG_SECONDS: &str = "flowgate_checkpoint_lag_seconds";
+/// Gauge: 1 when `/readyz` says ready.
+pub const READY: &str = "flowgate_ready";
+/// Gauge, label `version`: always 1.
+pub const BUILD_INFO: &str = "flowgate_build_info";
+/// Label `level`: repeated warnings and errors not logged (see `[log]`).
+pub const LOG_MESSAGES_SUPPRESSED_TOTAL: &str = "flowgate_log_messages_suppressed_total";
 pub const SOURCE_FILES_DISCOVERED_TOTAL: &str = "flowgate_source_files_discovered_total";
 /// Label `reason`: structural errors between records (offset logged).
 pub const SOURCE_EXTRACT_ERRORS_TOTAL: &str = "flowgate_source_extract_errors_total";
@@ -57,3 +70,203 @@ pub const CHECKPOINT_WRITES_TOTAL: &str = "flowgate_checkpoint_writes_total";
 /// Gauge, label `channel`: `records` (sources → transform) or `sink.<name>` (transform →
 /// that sink): batches waiting. A full sink channel means that sink is the bottleneck.
 pub const CHANNEL_DEPTH_BATCHES: &str = "flowgate_channel_depth_batches";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// Every metric with its type and `# HELP` text (docs/METRICS.md says more).
+pub const CATALOGUE: &[(&str, Kind, &str)] = &[
+    (RECORDS_TOTAL, Kind::Counter, "Flow log records parsed."),
+    (
+        RECORDS_FAILED_TOTAL,
+        Kind::Counter,
+        "Records skipped as malformed, by reason.",
+    ),
+    (
+        TUPLES_TOTAL,
+        Kind::Counter,
+        "Flow tuples flattened into events.",
+    ),
+    (
+        TUPLES_FAILED_TOTAL,
+        Kind::Counter,
+        "Flow tuples skipped as malformed, by reason.",
+    ),
+    (
+        EVENTS_FILTERED_TOTAL,
+        Kind::Counter,
+        "Events removed by [filter], by reason.",
+    ),
+    (
+        EVENTS_SUPPRESSED_TOTAL,
+        Kind::Counter,
+        "Exact duplicate events not sent.",
+    ),
+    (
+        EVENTS_AGGREGATED_TOTAL,
+        Kind::Counter,
+        "Events merged into aggregation summaries (events saved).",
+    ),
+    (
+        ENRICH_CACHE_HITS_TOTAL,
+        Kind::Counter,
+        "Enrichment lookups answered by the cache, by cache.",
+    ),
+    (
+        ENRICH_CACHE_MISSES_TOTAL,
+        Kind::Counter,
+        "Enrichment lookups not in the cache, by cache.",
+    ),
+    (
+        ENRICH_CACHE_EVICTIONS_TOTAL,
+        Kind::Counter,
+        "Entries pushed out of a full enrichment cache, by cache.",
+    ),
+    (
+        ENRICH_CACHE_ENTRIES,
+        Kind::Gauge,
+        "Entries held by each enrichment cache.",
+    ),
+    (
+        ENRICH_RDNS_LOOKUPS_TOTAL,
+        Kind::Counter,
+        "Reverse DNS lookups, by result.",
+    ),
+    (
+        SOURCE_FILES_DISCOVERED_TOTAL,
+        Kind::Counter,
+        "Files or blobs found for the first time.",
+    ),
+    (
+        SOURCE_READS_TOTAL,
+        Kind::Counter,
+        "Range reads of files or blobs.",
+    ),
+    (
+        SOURCE_BYTES_READ_TOTAL,
+        Kind::Counter,
+        "Bytes read from files or blobs.",
+    ),
+    (
+        SOURCE_EXTRACT_ERRORS_TOTAL,
+        Kind::Counter,
+        "Structural errors between records, by reason.",
+    ),
+    (
+        SOURCE_LIST_ERRORS_TOTAL,
+        Kind::Counter,
+        "Failed listings, by reason.",
+    ),
+    (
+        SOURCE_LIST_REQUESTS_TOTAL,
+        Kind::Counter,
+        "Listing requests (pages), by kind.",
+    ),
+    (
+        SOURCE_RESETS_TOTAL,
+        Kind::Counter,
+        "Objects read again or forgotten, by reason.",
+    ),
+    (
+        SOURCE_POLL_DURATION_SECONDS,
+        Kind::Histogram,
+        "Duration of one poll (list, then read what is new), by source.",
+    ),
+    (
+        CHECKPOINT_LAG_SECONDS,
+        Kind::Gauge,
+        "Now minus the time of the newest delivered tuple, by source.",
+    ),
+    (
+        CHECKPOINT_WRITES_TOTAL,
+        Kind::Counter,
+        "Checkpoint store transactions.",
+    ),
+    (
+        BATCHES_ACKNOWLEDGED_TOTAL,
+        Kind::Counter,
+        "Batches acknowledged to their source, by status.",
+    ),
+    (
+        CHANNEL_DEPTH_BATCHES,
+        Kind::Gauge,
+        "Batches waiting in each channel.",
+    ),
+    (
+        SINK_EVENTS_SENT_TOTAL,
+        Kind::Counter,
+        "Events delivered, by sink.",
+    ),
+    (
+        SINK_BYTES_SENT_TOTAL,
+        Kind::Counter,
+        "Bytes delivered, by sink.",
+    ),
+    (
+        SINK_RETRIES_TOTAL,
+        Kind::Counter,
+        "Batches written again, by sink.",
+    ),
+    (
+        SINK_EVENTS_DROPPED_TOTAL,
+        Kind::Counter,
+        "Events dropped by a configured policy, by sink and reason.",
+    ),
+    (
+        SINK_EVENTS_TRUNCATED_TOTAL,
+        Kind::Counter,
+        "UDP messages cut to the maximum size, by sink.",
+    ),
+    (
+        SINK_CONNECT_ERRORS_TOTAL,
+        Kind::Counter,
+        "Failed connection attempts, by sink.",
+    ),
+    (
+        READY,
+        Kind::Gauge,
+        "1 when the service is ready (see /readyz).",
+    ),
+    (BUILD_INFO, Kind::Gauge, "Always 1; the version is a label."),
+    (
+        LOG_MESSAGES_SUPPRESSED_TOTAL,
+        Kind::Counter,
+        "Repeated warnings and errors not logged, by level.",
+    ),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_is_catalogued_and_documented_once() {
+        let source = include_str!("metric_names.rs");
+        let docs = include_str!("../../../docs/METRICS.md");
+        let declared: Vec<&str> = source
+            .lines()
+            .filter(|l| l.starts_with("pub const ") && l.contains(": &str = \""))
+            .map(|l| l.split('"').nth(1).unwrap())
+            .collect();
+        let catalogued: Vec<&str> = CATALOGUE.iter().map(|(n, _, _)| *n).collect();
+        let mut sorted = catalogued.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), catalogued.len(), "listed twice");
+        for name in &declared {
+            assert!(catalogued.contains(name), "{name} is not in CATALOGUE");
+            assert!(
+                docs.contains(&format!("`{name}`")),
+                "{name} is not in docs/METRICS.md"
+            );
+        }
+        assert_eq!(declared.len(), catalogued.len());
+        for (name, kind, _) in CATALOGUE {
+            assert_eq!(name.ends_with("_total"), *kind == Kind::Counter, "{name}");
+        }
+    }
+}

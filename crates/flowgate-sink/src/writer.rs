@@ -6,7 +6,7 @@
 
 use crate::config::{FileSinkConfig, StdoutSinkConfig};
 use crate::encode::{Encoder, Framing, SyslogKind};
-use flowgate_core::{metric_names as m, BatchStatus, Delivery};
+use flowgate_core::{health, metric_names as m, BatchStatus, Delivery};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::time::Duration;
@@ -57,6 +57,8 @@ impl WriterSink {
     /// stuck in retries give up (it is then reported failed, not delivered).
     pub fn run(mut self, mut input: mpsc::Receiver<Delivery>, abort: watch::Receiver<bool>) {
         let mut buf = Vec::new();
+        let component = format!("sink.{}", self.name);
+        health::set_ready(&component, true);
         while let Some(delivery) = input.blocking_recv() {
             buf.clear();
             self.encoder.encode_batch(&delivery.batch, &mut buf);
@@ -71,10 +73,14 @@ impl WriterSink {
                         metrics::counter!(m::SINK_BYTES_SENT_TOTAL, "sink" => sink)
                             .increment(buf.len() as u64);
                         delivery.finalizer.update(BatchStatus::Delivered);
+                        if attempt > 0 {
+                            health::set_ready(&component, true);
+                        }
                         break;
                     }
                     Err(e) => {
                         attempt += 1;
+                        health::set_ready(&component, false);
                         if *abort.borrow() {
                             error!(sink = %self.name, error = %e, "giving up on a batch at shutdown; its checkpoint holds");
                             drop(delivery);

@@ -14,7 +14,7 @@ use crate::store::{ObjectStore, StoreError};
 use crate::tracker::{AckEffect, RangeTracker};
 use bytes::Bytes;
 use flowgate_core::time::UtcTime;
-use flowgate_core::{metric_names as m, Ack, BatchStatus, Finalizer, Origin, RecordBatch};
+use flowgate_core::{health, metric_names as m, Ack, BatchStatus, Finalizer, Origin, RecordBatch};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -232,6 +232,10 @@ impl<S: ObjectStore> Follower<S> {
     ) -> Result<RunSummary, CheckpointError> {
         let mut poll = tokio::time::interval(self.options.poll_interval);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // A poll beats at its start, at every batch sent and every object read; a store
+        // call that hangs longer than this makes the process unhealthy.
+        let allowance = (self.options.poll_interval * 10).max(Duration::from_secs(300));
+        health::register_heartbeat(&self.task_name(), allowance);
         info!(source = %self.name, "source started");
         while !*shutdown.borrow() {
             tokio::select! {
@@ -270,9 +274,16 @@ impl<S: ObjectStore> Follower<S> {
         }
     }
 
+    fn task_name(&self) -> String {
+        format!("source.{}", self.name)
+    }
+
     fn on_ack(&mut self, ack: Ack) {
         metrics::counter!(m::BATCHES_ACKNOWLEDGED_TOTAL, "status" => status_label(ack.status))
             .increment(1);
+        if ack.status.is_final() && ack.newest_ms > 0 {
+            health::delivered(&self.name, ack.newest_ms);
+        }
         let Some(name) = self.in_flight.remove(&ack.batch_id) else {
             return;
         };
@@ -295,6 +306,10 @@ impl<S: ObjectStore> Follower<S> {
         batch: RecordBatch,
         shutdown: &mut watch::Receiver<bool>,
     ) -> bool {
+        let task = self.task_name();
+        if out.capacity() == 0 {
+            health::waiting_for_downstream(&task);
+        }
         loop {
             tokio::select! {
                 biased;
@@ -302,6 +317,7 @@ impl<S: ObjectStore> Follower<S> {
                 permit = out.reserve() => match permit {
                     Ok(permit) => {
                         permit.send(batch);
+                        health::beat(&task);
                         return true;
                     }
                     Err(_) => return false,
@@ -352,7 +368,20 @@ impl<S: ObjectStore> Follower<S> {
         Ok(())
     }
 
+    /// One poll: list, then read what is new; timed for the poll duration histogram.
     async fn poll(
+        &mut self,
+        out: &mpsc::Sender<RecordBatch>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) {
+        let started = std::time::Instant::now();
+        health::beat(&self.task_name());
+        self.poll_once(out, shutdown).await;
+        metrics::histogram!(m::SOURCE_POLL_DURATION_SECONDS, "source" => self.name.to_string())
+            .record(started.elapsed().as_secs_f64());
+    }
+
+    async fn poll_once(
         &mut self,
         out: &mpsc::Sender<RecordBatch>,
         shutdown: &mut watch::Receiver<bool>,
@@ -370,6 +399,7 @@ impl<S: ObjectStore> Follower<S> {
                 }
                 self.failures = 0;
                 self.retry_at = None;
+                health::set_ready(&self.task_name(), true);
                 listing
             }
             Err(e) => {
@@ -378,6 +408,9 @@ impl<S: ObjectStore> Follower<S> {
                 self.retry_at = Some(tokio::time::Instant::now() + wait);
                 metrics::counter!(m::SOURCE_LIST_ERRORS_TOTAL, "reason" => error_reason(&e))
                     .increment(1);
+                if matches!(e, StoreError::Denied(_) | StoreError::NotFound(_)) {
+                    health::set_ready(&self.task_name(), false);
+                }
                 match &e {
                     // Not fixed by waiting: say what to check (and keep trying, so that a
                     // fixed permission or a created container needs no restart).
@@ -539,6 +572,8 @@ impl<S: ObjectStore> Follower<S> {
             }
             data.drain(..back);
             metrics::counter!(m::SOURCE_BYTES_READ_TOTAL).increment(data.len() as u64);
+            metrics::counter!(m::SOURCE_READS_TOTAL).increment(1);
+            health::beat(&format!("source.{}", self.name));
             let ex = extract(&data, pos == 0);
             for e in &ex.errors {
                 warn!(source = %self.name, object = %object.origin.path, offset = pos + e.at as u64, error = %e.kind, "malformed data between records skipped");

@@ -117,6 +117,9 @@ pub struct LogConfig {
     /// A `tracing` filter: `info`, `debug`, `flowgate_source=debug,info`, ...
     pub level: String,
     pub format: LogFormat,
+    /// Warnings and errors logged per minute from one place in the code; the rest are
+    /// counted and summarised. 0: no limit.
+    pub repeat_limit_per_minute: u32,
 }
 
 impl Default for LogConfig {
@@ -124,6 +127,7 @@ impl Default for LogConfig {
         LogConfig {
             level: "info".into(),
             format: LogFormat::Text,
+            repeat_limit_per_minute: 5,
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use flowgate::config::{Config, LogFormat, SourceConfig};
+use flowgate::config::{Config, SourceConfig};
 use flowgate::convert;
 use flowgate::generate::{document, Generator, Schema, Target};
 use flowgate::simulate::SimulateSpec;
@@ -265,23 +265,9 @@ fn validate(path: &Path) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn init_logging(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("FLOWGATE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
-    // Logs go to stderr: stdout may be a sink.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    match config.log.format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
-}
-
 fn run(path: &Path) -> Result<ExitCode> {
     let config = load(path)?;
-    init_logging(&config);
+    flowgate::logging::init(&config.log);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -295,11 +281,15 @@ fn run(path: &Path) -> Result<ExitCode> {
             let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
             tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
             tracing::info!("shutting down: draining batches in flight (signal again to abort)");
+            flowgate_core::health::set_draining();
             let _ = shutdown_tx.send(true);
             tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
             tracing::warn!("second signal: abandoning batches still being retried");
             let _ = abort_tx.send(true);
         });
+        if let Some(address) = &config.api.address {
+            flowgate::api::serve(address, flowgate::api::metrics_handle()?).await?;
+        }
         flowgate::pipeline::run(config, shutdown_rx, abort_rx).await
     })?;
     Ok(ExitCode::SUCCESS)

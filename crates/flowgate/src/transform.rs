@@ -76,6 +76,9 @@ impl Transform {
                     warn!(source = %origin.source, file = %origin.path, offset, "{problem} (further problems of this kind in this file are only counted)");
                 }
             });
+            if let Some(newest) = events.events.iter().map(|e| e.time_ms).max() {
+                finalizer.note_time(newest);
+            }
             self.filter.apply(&mut events);
             if let Some(dedup) = &mut self.dedup {
                 dedup.apply(&mut events);
@@ -128,6 +131,7 @@ impl Transform {
             if sink.blocking_send(delivery).is_err() {
                 // The sink is gone; the dropped finalizer reports the batch failed.
                 warn!(sink = %name, "a sink stopped early; its batches will be read again on restart");
+                flowgate_core::health::task_failed(&format!("sink.{name}"));
             }
             metrics::gauge!(m::CHANNEL_DEPTH_BATCHES, "channel" => format!("sink.{name}"))
                 .set((sink.max_capacity() - sink.capacity()) as f64);

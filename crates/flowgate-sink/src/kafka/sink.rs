@@ -10,7 +10,7 @@
 
 use super::config::{KafkaSinkConfig, KeyBy};
 use crate::encode::{Encoder, Framing, SyslogKind};
-use flowgate_core::{metric_names as m, BatchStatus, Delivery, Finalizer};
+use flowgate_core::{health, metric_names as m, BatchStatus, Delivery, Finalizer};
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
@@ -104,6 +104,12 @@ impl KafkaSink {
     pub fn run(mut self, mut input: mpsc::Receiver<Delivery>, abort: watch::Receiver<bool>) {
         let mut buf = Vec::new();
         let mut key = Vec::new();
+        // Ready once the brokers answered (or a delivery succeeds later).
+        let metadata = self
+            .producer
+            .client()
+            .fetch_metadata(Some(&self.topic), Duration::from_secs(5));
+        health::set_ready(&format!("sink.{}", self.name), metadata.is_ok());
         'batches: while let Some(delivery) = input.blocking_recv() {
             buf.clear();
             self.encoder.encode_batch(&delivery.batch, &mut buf);
@@ -207,6 +213,7 @@ impl Context {
             metrics::counter!(m::SINK_BYTES_SENT_TOTAL, "sink" => self.sink.clone())
                 .increment(batch.bytes as u64);
             finalizer.update(BatchStatus::Delivered);
+            health::set_ready(&format!("sink.{}", self.sink), true);
         }
     }
 }

@@ -15,9 +15,9 @@ use super::config::{Balance, Mode, Oversize, SyslogSinkConfig, WhenUnreachable};
 use super::transport::{Connector, Stream};
 use crate::encode::Encoder;
 use bytes::Bytes;
-use flowgate_core::{metric_names as m, BatchStatus, Delivery, Finalizer};
+use flowgate_core::{health, metric_names as m, BatchStatus, Delivery, Finalizer};
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::net::UdpSocket;
@@ -81,7 +81,9 @@ impl SyslogSink {
                 .map(|_| AtomicBool::new(true))
                 .collect(),
             last_up_ms: AtomicU64::new(now_ms()),
+            connected: AtomicUsize::new(0),
         });
+        health::set_ready(&format!("sink.{}", self.name), false);
         let mut tasks = Vec::new();
         for (i, connector) in self.connectors.iter().enumerate() {
             for _ in 0..self.config.connections_per_target {
@@ -111,6 +113,8 @@ impl SyslogSink {
     }
 
     async fn run_udp(self, mut input: mpsc::Receiver<Encoded>, abort: watch::Receiver<bool>) {
+        // UDP has no connection to wait for: ready from the start.
+        health::set_ready(&format!("sink.{}", self.name), true);
         let mut sockets: Vec<Option<UdpSocket>> = self.connectors.iter().map(|_| None).collect();
         // When each target last failed (ICMP port unreachable shows as a send error).
         let mut failed_at: Vec<Option<Instant>> = vec![None; self.connectors.len()];
@@ -234,6 +238,8 @@ struct Shared {
     up: Vec<AtomicBool>,
     /// When some target was last up (for `when_unreachable = "drop"`).
     last_up_ms: AtomicU64,
+    /// Connections open now: the sink is ready while there is one.
+    connected: AtomicUsize,
 }
 
 impl Shared {
@@ -329,7 +335,14 @@ impl Worker {
             }
             self.shared.up[self.target].store(true, Ordering::Relaxed);
             self.shared.last_up_ms.store(now_ms(), Ordering::Relaxed);
-            match self.serve(stream, &mut abort).await {
+            let component = format!("sink.{}", self.sink);
+            self.shared.connected.fetch_add(1, Ordering::AcqRel);
+            health::set_ready(&component, true);
+            let outcome = self.serve(stream, &mut abort).await;
+            if self.shared.connected.fetch_sub(1, Ordering::AcqRel) == 1 {
+                health::set_ready(&component, false);
+            }
+            match outcome {
                 Outcome::Finished | Outcome::Aborted => return,
                 Outcome::Idle => {}
                 Outcome::Broken { why, delivered } => {
