@@ -6,6 +6,7 @@ mod filter;
 mod golden;
 mod identity;
 mod kafka;
+mod operations;
 mod parse_back;
 mod rsyslog;
 mod run;

@@ -221,6 +221,21 @@ impl Instance {
         assert!(status.success(), "exit status {status}: {}", self.log());
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Waits for an exit the test caused (a signal it sent); the status must be 0.
+    pub fn wait_exit(&mut self) {
+        let mut child = self.child.take().expect("running");
+        let ok = wait_until(Duration::from_secs(30), || {
+            child.try_wait().unwrap().is_some()
+        });
+        assert!(ok, "flowgate did not exit");
+        let status = child.wait().unwrap();
+        assert!(status.success(), "exit status {status}: {}", self.log());
+    }
+
     pub fn kill9(&mut self) {
         let mut child = self.child.take().expect("running");
         child.kill().unwrap();

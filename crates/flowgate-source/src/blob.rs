@@ -460,7 +460,32 @@ fn first_line(e: &azure_core::Error) -> String {
         }
         next = err.source();
     }
-    parts.join(": ")
+    without_url_queries(&parts.join(": "))
+}
+
+/// `text` with the query of every URL in it replaced: reqwest's errors quote the request
+/// URL, whose query holds the SAS token (`sig=` is the secret).
+fn without_url_queries(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("http") {
+        let (before, url_on) = rest.split_at(at);
+        out.push_str(before);
+        let end = url_on
+            .find(|c: char| c.is_whitespace() || matches!(c, ')' | '"' | '\'' | '>'))
+            .unwrap_or(url_on.len());
+        let url = &url_on[..end];
+        match url.split_once('?') {
+            Some((base, _)) => {
+                out.push_str(base);
+                out.push_str("?[query removed]");
+            }
+            None => out.push_str(url),
+        }
+        rest = &url_on[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 impl AzureContainer {
@@ -585,5 +610,14 @@ mod tests {
         // A small container: the full listing is one page.
         assert!(partial_is_cheaper(5, 1));
         assert!(!partial_is_cheaper(6, 1));
+    }
+
+    #[test]
+    fn url_queries_are_removed_from_error_text() {
+        let e = "error sending request for url (http://127.0.0.1:1/acct/c?restype=container&sv=1&sig=SECRET%3D): connection refused; see https://x.blob.core.windows.net/c?sig=SECRET2 or https://docs";
+        assert_eq!(
+            without_url_queries(e),
+            "error sending request for url (http://127.0.0.1:1/acct/c?[query removed]): connection refused; see https://x.blob.core.windows.net/c?[query removed] or https://docs"
+        );
     }
 }

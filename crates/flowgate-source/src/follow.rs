@@ -236,6 +236,8 @@ impl<S: ObjectStore> Follower<S> {
         // call that hangs longer than this makes the process unhealthy.
         let allowance = (self.options.poll_interval * 10).max(Duration::from_secs(300));
         health::register_heartbeat(&self.task_name(), allowance);
+        // Not ready until the first listing works.
+        health::set_ready(&self.task_name(), false);
         info!(source = %self.name, "source started");
         while !*shutdown.borrow() {
             tokio::select! {
