@@ -3,6 +3,7 @@
 mod azure;
 mod cli;
 mod filter;
+mod geoip;
 mod golden;
 mod identity;
 mod kafka;

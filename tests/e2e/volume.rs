@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashSet};
 const START: u64 = 1_700_000_000;
 
 /// An NSG Version 2 document: one record per minute, each with the tuples given for it.
-fn document(minutes: &[Vec<String>]) -> String {
+pub(crate) fn document(minutes: &[Vec<String>]) -> String {
     let records: Vec<String> = minutes
         .iter()
         .enumerate()

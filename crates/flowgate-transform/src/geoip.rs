@@ -54,6 +54,11 @@ impl Database {
     }
 
     fn decode<T: for<'de> Deserialize<'de>>(&self, ip: IpAddr) -> Option<T> {
+        // An IPv4-only database (ip-location-db ships one file per IP version) has no
+        // answer for IPv6 addresses: not an error.
+        if ip.is_ipv6() && self.reader.metadata().ip_version == 4 {
+            return None;
+        }
         match self.reader.lookup(ip).and_then(|r| r.decode::<T>()) {
             Ok(found) => found,
             Err(e) => {
@@ -132,8 +137,40 @@ struct CityRecord {
     location: Option<Location>,
     // The flat layout.
     country_code: Option<String>,
-    latitude: Option<f64>,
-    longitude: Option<f64>,
+    latitude: Option<Coordinate>,
+    longitude: Option<Coordinate>,
+}
+
+/// A latitude or longitude: a double in MaxMind's databases, a 32-bit float in
+/// ip-location-db's (the decoder is strict about which it is asked for).
+#[derive(Clone, Copy)]
+struct Coordinate(f64);
+
+impl<'de> Deserialize<'de> for Coordinate {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Coordinate;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a number")
+            }
+            fn visit_f32<E>(self, v: f32) -> Result<Coordinate, E> {
+                // Through its shortest decimal, so that 41.6015f32 is 41.6015, not
+                // 41.60150146484375.
+                Ok(Coordinate(v.to_string().parse().unwrap_or(f64::from(v))))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Coordinate, E> {
+                Ok(Coordinate(v))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Coordinate, E> {
+                Ok(Coordinate(v as f64))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Coordinate, E> {
+                Ok(Coordinate(v as f64))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 /// GeoIP2 places are `{"iso_code": .., "names": {"en": ..}}`; flat ones a plain name.
@@ -168,8 +205,8 @@ impl Place {
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct Location {
-    latitude: Option<f64>,
-    longitude: Option<f64>,
+    latitude: Option<Coordinate>,
+    longitude: Option<Coordinate>,
 }
 
 impl CityRecord {
@@ -178,8 +215,8 @@ impl CityRecord {
         geo.country = non_empty(self.country.and_then(Place::code).or(self.country_code));
         geo.city = non_empty(self.city.and_then(Place::name));
         let location = self.location.unwrap_or_default();
-        geo.latitude = location.latitude.or(self.latitude);
-        geo.longitude = location.longitude.or(self.longitude);
+        geo.latitude = location.latitude.or(self.latitude).map(|c| c.0);
+        geo.longitude = location.longitude.or(self.longitude).map(|c| c.0);
     }
 }
 
