@@ -39,7 +39,7 @@ fn build_databases(python: &Path, dir: &Path, layout: &str) {
 }
 
 /// The most specific network of `entries` holding `ip` (a plain reading of the spec).
-fn spec_lookup<'a>(entries: &'a [Value], ip: IpAddr) -> Option<&'a Value> {
+fn spec_lookup(entries: &[Value], ip: IpAddr) -> Option<&Value> {
     let bits = |ip: IpAddr| match ip {
         IpAddr::V4(v4) => (u128::from(u32::from(v4)) << 96, 32u32),
         IpAddr::V6(v6) => (u128::from(v6), 128u32),
