@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 /// One event's additions; `None` where that enrichment is off or has no answer.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Enrichment {
     /// IANA service name of the destination port.
     pub service: Option<&'static str>,
@@ -84,13 +84,14 @@ pub struct Asset {
 }
 
 /// Where a public address is, and which network announces it (MaxMind-format databases).
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Geo {
     /// ISO 3166-1 alpha-2 code.
     pub country: Option<Box<str>>,
     pub city: Option<Box<str>>,
-    pub latitude: Option<f64>,
-    pub longitude: Option<f64>,
+    /// Decimal degrees as text (`41.6015`), rendered once per address, not per event.
+    pub latitude: Option<Box<str>>,
+    pub longitude: Option<Box<str>>,
     /// Autonomous system number and its organisation.
     pub asn: Option<u32>,
     pub as_org: Option<Box<str>>,

@@ -11,6 +11,7 @@ pub mod batch;
 pub mod enrichment;
 pub mod event;
 pub mod glob;
+pub mod hash;
 pub mod health;
 pub mod metric_names;
 pub mod secret;

@@ -2,15 +2,16 @@
 //! part switched on or off: the IANA service name of the destination port, the class of
 //! each address (private, public, Azure platform, ...), and the kind of rule.
 
-use crate::filter::Cidr;
 use crate::geoip::GeoLookup;
-use crate::inventory::AssetLookup;
+use crate::inventory::InventoryFile;
+use crate::lookup_cache::{CacheCounts, LookupCache};
 use crate::rdns::{RdnsConfig, ReverseDns};
-use flowgate_core::{AddrClass, Enrichment, EventBatch, LogKind, Protocol, RuleKind};
+use flowgate_core::hash::FastHasher;
+use flowgate_core::{AddrClass, Asset, Enrichment, EventBatch, Geo, LogKind, Protocol, RuleKind};
 use serde::Deserialize;
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -83,20 +84,15 @@ impl EnrichConfig {
     /// The enricher; reads the inventory now, so that a bad file is a start-up error.
     pub fn build(&self) -> Result<Enricher, String> {
         self.validate()?;
-        let assets = match &self.inventory {
-            Some(path) => Some(AssetLookup::open(
-                path,
-                self.cache_size,
-                Duration::from_secs_f64(self.inventory_reload_secs),
-            )?),
+        let reload = Duration::from_secs_f64(self.inventory_reload_secs);
+        let inventory = match &self.inventory {
+            Some(path) => Some(InventoryFile::open(path, reload)?),
             None => None,
         };
-        let reload = Duration::from_secs_f64(self.inventory_reload_secs);
         let geo = match self.geoip() {
             true => Some(GeoLookup::open(
                 self.geoip_city.as_deref(),
                 self.geoip_asn.as_deref(),
-                self.cache_size,
                 reload,
             )?),
             false => None,
@@ -111,8 +107,10 @@ impl EnrichConfig {
         };
         Ok(Enricher {
             config: self.clone(),
-            assets,
+            inventory,
             geo,
+            addresses: LookupCache::new("address", self.cache_size),
+            recent: vec![None; RECENT_SLOTS],
             rdns,
         })
     }
@@ -121,9 +119,26 @@ impl EnrichConfig {
 /// Adds an [`Enrichment`] per event (after filtering: one per kept event).
 pub struct Enricher {
     config: EnrichConfig,
-    assets: Option<AssetLookup>,
+    inventory: Option<InventoryFile>,
     geo: Option<GeoLookup>,
+    /// What the inventory and the GeoIP databases say about each address, looked up
+    /// once per address and cached: one cache lookup per address and event.
+    addresses: LookupCache<AddressInfo>,
+    /// A direct-mapped copy of recent answers in front of the LRU cache: a hit here
+    /// skips the LRU's bookkeeping (counted as a cache hit all the same).
+    recent: Vec<Option<(IpAddr, AddressInfo)>>,
     rdns: Option<ReverseDns>,
+}
+
+/// A power of two.
+const RECENT_SLOTS: usize = 16_384;
+
+/// Everything known about one address from local data.
+#[derive(Clone)]
+struct AddressInfo {
+    class: AddrClass,
+    asset: Option<Arc<Asset>>,
+    geo: Option<Arc<Geo>>,
 }
 
 /// IANA service names of well-known destination ports (TCP and UDP alike, as assigned).
@@ -201,37 +216,28 @@ impl Enricher {
         if let Some(rdns) = &mut self.rdns {
             rdns.prepare(batch.events.iter().flat_map(|e| [e.src_ip, e.dst_ip]));
         }
-        let config = &self.config;
         let mut out = Vec::with_capacity(batch.events.len());
         for e in &batch.events {
             let (g, r) = batch.context_of(e);
-            let src_class = address_class(e.src_ip);
-            let dst_class = address_class(e.dst_ip);
+            let src = self.address(e.src_ip);
+            let dst = self.address(e.dst_ip);
+            let config = &self.config;
             let mut x = Enrichment {
                 service: config
                     .service_names
                     .then(|| service_name(e.protocol, e.dst_port))
                     .flatten(),
-                src_class: config.address_classes.then_some(src_class),
-                dst_class: config.address_classes.then_some(dst_class),
+                src_class: config.address_classes.then_some(src.class),
+                dst_class: config.address_classes.then_some(dst.class),
                 rule_kind: config
                     .rule_kinds
                     .then(|| rule_kind(&g.rule, r.kind == LogKind::VNet)),
+                src_asset: src.asset,
+                dst_asset: dst.asset,
+                src_geo: src.geo,
+                dst_geo: dst.geo,
                 ..Enrichment::default()
             };
-            if let Some(a) = &mut self.assets {
-                x.src_asset = a.lookup(e.src_ip);
-                x.dst_asset = a.lookup(e.dst_ip);
-            }
-            if let Some(geo) = &mut self.geo {
-                // Private addresses are in no GeoIP database: not even worth a cache slot.
-                x.src_geo = (src_class == AddrClass::Public)
-                    .then(|| geo.lookup(e.src_ip))
-                    .flatten();
-                x.dst_geo = (dst_class == AddrClass::Public)
-                    .then(|| geo.lookup(e.dst_ip))
-                    .flatten();
-            }
             if let Some(rdns) = &mut self.rdns {
                 x.src_dns = rdns.name(e.src_ip);
                 x.dst_dns = rdns.name(e.dst_ip);
@@ -239,47 +245,111 @@ impl Enricher {
             out.push(x);
         }
         batch.enrichment = out;
-        if let Some(a) = &mut self.assets {
-            a.after_batch();
+        self.after_batch();
+    }
+
+    /// The class, inventory entry and GeoIP data of `ip`, through the cache when there is
+    /// more to it than the class.
+    fn address(&mut self, ip: IpAddr) -> AddressInfo {
+        let (inventory, geo) = (&self.inventory, &self.geo);
+        if inventory.is_none() && geo.is_none() {
+            return AddressInfo {
+                class: address_class(ip),
+                asset: None,
+                geo: None,
+            };
         }
-        if let Some(geo) = &mut self.geo {
-            geo.after_batch();
+        let slot = recent_slot(ip);
+        if let Some((known, info)) = &self.recent[slot] {
+            if *known == ip {
+                self.addresses.count_hit();
+                return info.clone();
+            }
+        }
+        let info = self.addresses.get_or_insert_with(ip, || {
+            let class = address_class(ip);
+            AddressInfo {
+                class,
+                asset: inventory.as_ref().and_then(|i| i.lookup(ip)),
+                // Private addresses are in no GeoIP database.
+                geo: geo
+                    .as_ref()
+                    .filter(|_| class == AddrClass::Public)
+                    .and_then(|g| g.lookup(ip)),
+            }
+        });
+        self.recent[slot] = Some((ip, info.clone()));
+        info
+    }
+
+    /// Publishes the cache counters; a reloaded inventory or database empties the cache.
+    fn after_batch(&mut self) {
+        self.addresses.publish();
+        let mut changed = false;
+        if let Some(i) = &mut self.inventory {
+            changed |= i.reload_if_changed();
+        }
+        if let Some(g) = &mut self.geo {
+            changed |= g.reload_if_changed();
+        }
+        if changed {
+            self.addresses.clear();
+            self.recent.iter_mut().for_each(|r| *r = None);
         }
         if let Some(rdns) = &mut self.rdns {
             rdns.after_batch();
         }
     }
+
+    /// Address cache counts since the last batch (tests).
+    pub fn cache_counts(&self) -> CacheCounts {
+        self.addresses.counts()
+    }
 }
 
-/// The class of an address: the first block of the table that holds it, else public.
+fn recent_slot(ip: IpAddr) -> usize {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    // The high bits: a multiplicative hash mixes upwards.
+    let hash = BuildHasherDefault::<FastHasher>::default().hash_one(ip);
+    (hash >> (64 - RECENT_SLOTS.trailing_zeros())) as usize
+}
+
+/// The class of an address (it runs for both addresses of every event: matched on the
+/// leading bits, not by scanning a table).
 pub fn address_class(ip: IpAddr) -> AddrClass {
-    static TABLE: OnceLock<Vec<(Cidr, AddrClass)>> = OnceLock::new();
-    let table = TABLE.get_or_init(|| {
-        [
-            ("168.63.129.16/32", AddrClass::AzurePlatform),
-            ("169.254.169.254/32", AddrClass::AzurePlatform),
-            ("10.0.0.0/8", AddrClass::Private),
-            ("172.16.0.0/12", AddrClass::Private),
-            ("192.168.0.0/16", AddrClass::Private),
-            ("fc00::/7", AddrClass::Private),
-            ("100.64.0.0/10", AddrClass::Shared),
-            ("127.0.0.0/8", AddrClass::Loopback),
-            ("::1/128", AddrClass::Loopback),
-            ("169.254.0.0/16", AddrClass::LinkLocal),
-            ("fe80::/10", AddrClass::LinkLocal),
-            ("224.0.0.0/4", AddrClass::Multicast),
-            ("ff00::/8", AddrClass::Multicast),
-            ("0.0.0.0/32", AddrClass::Unspecified),
-            ("::/128", AddrClass::Unspecified),
-        ]
-        .iter()
-        .map(|(c, class)| (Cidr::parse(c).expect("valid table"), *class))
-        .collect()
-    });
-    table
-        .iter()
-        .find(|(c, _)| c.contains(ip))
-        .map_or(AddrClass::Public, |(_, class)| *class)
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, c, d] = v4.octets();
+            match (a, b) {
+                (168, 63) if c == 129 && d == 16 => AddrClass::AzurePlatform,
+                (169, 254) if c == 169 && d == 254 => AddrClass::AzurePlatform,
+                (10, _) => AddrClass::Private,
+                (172, 16..=31) | (192, 168) => AddrClass::Private,
+                (100, 64..=127) => AddrClass::Shared,
+                (127, _) => AddrClass::Loopback,
+                (169, 254) => AddrClass::LinkLocal,
+                (224..=239, _) => AddrClass::Multicast,
+                (0, 0) if c == 0 && d == 0 => AddrClass::Unspecified,
+                _ => AddrClass::Public,
+            }
+        }
+        IpAddr::V6(v6) => {
+            let first = v6.segments()[0];
+            if v6.is_unspecified() {
+                AddrClass::Unspecified
+            } else if v6.is_loopback() {
+                AddrClass::Loopback
+            } else if first & 0xfe00 == 0xfc00 {
+                AddrClass::Private
+            } else if first & 0xffc0 == 0xfe80 {
+                AddrClass::LinkLocal
+            } else if first & 0xff00 == 0xff00 {
+                AddrClass::Multicast
+            } else {
+                AddrClass::Public
+            }
+        }
+    }
 }
 
 fn rule_kind(rule: &str, vnet: bool) -> RuleKind {

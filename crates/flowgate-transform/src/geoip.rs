@@ -7,7 +7,6 @@
 //! `city.names.en`, `location.latitude`) and the flat one of the ip-location-db
 //! project's builds (`country_code`, `city`, `latitude`).
 
-use crate::lookup_cache::{CacheCounts, LookupCache};
 use crate::watched_file::WatchedFile;
 use flowgate_core::Geo;
 use maxminddb::Reader;
@@ -74,57 +73,49 @@ fn open_reader(path: &Path) -> Result<Reader<Vec<u8>>, String> {
     Reader::open_readfile(path).map_err(|e| format!("GeoIP database {}: {e}", path.display()))
 }
 
+/// The City and ASN databases; lookups are cached by the enricher's address cache.
 pub struct GeoLookup {
     city: Option<Database>,
     asn: Option<Database>,
-    cache: LookupCache<Option<Arc<Geo>>>,
 }
 
 impl GeoLookup {
     pub fn open(
         city: Option<&Path>,
         asn: Option<&Path>,
-        cache_size: usize,
         reload_every: Duration,
     ) -> Result<GeoLookup, String> {
         let open = |p: Option<&Path>| p.map(|p| Database::open(p, reload_every)).transpose();
         Ok(GeoLookup {
             city: open(city)?,
             asn: open(asn)?,
-            cache: LookupCache::new("geoip", cache_size),
         })
     }
 
     /// What the databases say about `ip` (`None` if they know nothing).
-    pub fn lookup(&mut self, ip: IpAddr) -> Option<Arc<Geo>> {
-        let (city, asn) = (&self.city, &self.asn);
-        self.cache.get_or_insert_with(ip, || {
-            let mut geo = Geo::default();
-            if let Some(record) = city.as_ref().and_then(|db| db.decode::<CityRecord>(ip)) {
-                record.fill(&mut geo);
-            }
-            if let Some(record) = asn.as_ref().and_then(|db| db.decode::<AsnRecord>(ip)) {
-                geo.asn = record.autonomous_system_number;
-                geo.as_org = record.autonomous_system_organization.map(Into::into);
-            }
-            (!geo.is_empty()).then(|| Arc::new(geo))
-        })
+    pub fn lookup(&self, ip: IpAddr) -> Option<Arc<Geo>> {
+        let mut geo = Geo::default();
+        if let Some(record) = self
+            .city
+            .as_ref()
+            .and_then(|db| db.decode::<CityRecord>(ip))
+        {
+            record.fill(&mut geo);
+        }
+        if let Some(record) = self.asn.as_ref().and_then(|db| db.decode::<AsnRecord>(ip)) {
+            geo.asn = record.autonomous_system_number;
+            geo.as_org = record.autonomous_system_organization.map(Into::into);
+        }
+        (!geo.is_empty()).then(|| Arc::new(geo))
     }
 
-    /// Publishes the cache counters; reopens changed databases (forgetting the cache).
-    pub fn after_batch(&mut self) {
-        self.cache.publish();
+    /// Reopens changed databases; true if one was replaced.
+    pub fn reload_if_changed(&mut self) -> bool {
         let mut changed = false;
         for db in [&mut self.city, &mut self.asn].into_iter().flatten() {
             changed |= db.reload_if_changed();
         }
-        if changed {
-            self.cache.clear();
-        }
-    }
-
-    pub fn counts(&self) -> CacheCounts {
-        self.cache.counts()
+        changed
     }
 }
 
@@ -215,8 +206,10 @@ impl CityRecord {
         geo.country = non_empty(self.country.and_then(Place::code).or(self.country_code));
         geo.city = non_empty(self.city.and_then(Place::name));
         let location = self.location.unwrap_or_default();
-        geo.latitude = location.latitude.or(self.latitude).map(|c| c.0);
-        geo.longitude = location.longitude.or(self.longitude).map(|c| c.0);
+        // Rendered once here rather than per event by the encoders.
+        let text = |c: Coordinate| c.0.is_finite().then(|| c.0.to_string().into());
+        geo.latitude = location.latitude.or(self.latitude).and_then(text);
+        geo.longitude = location.longitude.or(self.longitude).and_then(text);
     }
 }
 

@@ -5,7 +5,6 @@
 //! `;`-separated; a first line starting with `cidr` is a header; `#` starts a comment).
 
 use crate::filter::{bits_of, mask, Cidr};
-use crate::lookup_cache::{CacheCounts, LookupCache};
 use crate::watched_file::WatchedFile;
 use flowgate_core::Asset;
 use std::collections::HashMap;
@@ -84,50 +83,43 @@ impl Inventory {
     }
 }
 
-/// Lookups for the transform: the inventory behind an LRU cache, reloaded when the file's
-/// modification time changes.
-pub struct AssetLookup {
+/// The inventory and the file it came from, reloaded when the file changes.
+pub struct InventoryFile {
     file: WatchedFile,
     inventory: Inventory,
-    cache: LookupCache<Option<Arc<Asset>>>,
 }
 
-impl AssetLookup {
-    pub fn open(path: &Path, cache_size: usize, reload_every: Duration) -> Result<Self, String> {
+impl InventoryFile {
+    pub fn open(path: &Path, reload_every: Duration) -> Result<Self, String> {
         let inventory = Inventory::load(path)?;
         info!(inventory = %path.display(), blocks = inventory.len(), "asset inventory loaded");
-        Ok(AssetLookup {
+        Ok(InventoryFile {
             file: WatchedFile::new(path, reload_every),
             inventory,
-            cache: LookupCache::new("inventory", cache_size),
         })
     }
 
-    pub fn lookup(&mut self, ip: IpAddr) -> Option<Arc<Asset>> {
-        let inventory = &self.inventory;
-        self.cache.get_or_insert_with(ip, || inventory.lookup(ip))
+    pub fn lookup(&self, ip: IpAddr) -> Option<Arc<Asset>> {
+        self.inventory.lookup(ip)
     }
 
-    /// Publishes the cache counters and reloads the file if it changed; a file that does
-    /// not parse keeps the previous inventory (and says why).
-    pub fn after_batch(&mut self) {
-        self.cache.publish();
+    /// Reloads the file if it changed; true if the inventory was replaced. A file that
+    /// does not parse keeps the previous inventory (and says why).
+    pub fn reload_if_changed(&mut self) -> bool {
         if !self.file.changed() {
-            return;
+            return false;
         }
         match Inventory::load(self.file.path()) {
             Ok(inventory) => {
                 info!(inventory = %self.file.path().display(), blocks = inventory.len(), "asset inventory reloaded");
                 self.inventory = inventory;
-                self.cache.clear();
+                true
             }
-            Err(e) => warn!(error = %e, "asset inventory not reloaded; keeping the previous one"),
+            Err(e) => {
+                warn!(error = %e, "asset inventory not reloaded; keeping the previous one");
+                false
+            }
         }
-    }
-
-    /// Counts since the last `after_batch` (tests).
-    pub fn counts(&self) -> CacheCounts {
-        self.cache.counts()
     }
 }
 
@@ -178,51 +170,31 @@ mod tests {
     }
 
     #[test]
-    fn cache_hits_evicts_and_reloads() {
+    fn reloads_a_changed_file_and_keeps_the_last_good_one() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("assets.csv");
         std::fs::write(&path, CSV).unwrap();
-        use std::time::SystemTime;
-        let mut l = AssetLookup::open(&path, 2, Duration::ZERO).unwrap();
+        let mut f = InventoryFile::open(&path, Duration::ZERO).unwrap();
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-        l.lookup(ip("10.1.0.4"));
-        l.lookup(ip("10.1.0.4"));
-        l.lookup(ip("10.9.9.9"));
-        assert_eq!((l.counts().hits, l.counts().misses), (1, 2));
-        // A third address evicts the least recently used one (10.1.0.4).
-        l.lookup(ip("11.0.0.1"));
-        l.lookup(ip("10.1.0.4"));
-        let c = l.counts();
-        assert_eq!((c.hits, c.misses, c.evictions), (1, 4, 2));
-        l.after_batch();
-        assert_eq!(l.counts(), CacheCounts::default());
-        // The file changes: the new inventory is used, the cache forgotten.
-        std::thread::sleep(Duration::from_millis(20));
+        let name = |f: &InventoryFile| f.lookup(ip("10.1.0.4")).unwrap().name.to_string();
+        assert_eq!(name(&f), "web-vm-01");
+        assert!(!f.reload_if_changed(), "unchanged");
+        let touch = |secs: u64| {
+            std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_modified(std::time::SystemTime::now() + Duration::from_secs(secs))
+                .unwrap()
+        };
         std::fs::write(&path, "10.1.0.4/32,renamed-vm,web-team,prod,\n").unwrap();
-        let later = SystemTime::now() + Duration::from_secs(5);
-        std::fs::File::options()
-            .write(true)
-            .open(&path)
-            .unwrap()
-            .set_modified(later)
-            .unwrap();
-        l.after_batch();
-        assert_eq!(
-            l.lookup(ip("10.1.0.4")).unwrap().name.as_ref(),
-            "renamed-vm"
-        );
+        touch(5);
+        assert!(f.reload_if_changed());
+        assert_eq!(name(&f), "renamed-vm");
         // A broken file keeps the last good inventory.
         std::fs::write(&path, "not a cidr,x\n").unwrap();
-        std::fs::File::options()
-            .write(true)
-            .open(&path)
-            .unwrap()
-            .set_modified(later + Duration::from_secs(5))
-            .unwrap();
-        l.after_batch();
-        assert_eq!(
-            l.lookup(ip("10.1.0.4")).unwrap().name.as_ref(),
-            "renamed-vm"
-        );
+        touch(10);
+        assert!(!f.reload_if_changed());
+        assert_eq!(name(&f), "renamed-vm");
     }
 }

@@ -1,14 +1,16 @@
 //! The LRU cache every per-address enrichment goes through, with the hit, miss and
 //! eviction counts published per cache (`inventory`, `geoip`, `rdns`).
 
+use flowgate_core::hash::FastHasher;
 use flowgate_core::metric_names as m;
 use lru::LruCache;
+use std::hash::BuildHasherDefault;
 use std::net::IpAddr;
 use std::num::NonZeroUsize;
 
 pub struct LookupCache<V> {
     name: &'static str,
-    cache: LruCache<IpAddr, V>,
+    cache: LruCache<IpAddr, V, BuildHasherDefault<FastHasher>>,
     counts: CacheCounts,
 }
 
@@ -24,7 +26,10 @@ impl<V: Clone> LookupCache<V> {
     pub fn new(name: &'static str, capacity: usize) -> Self {
         LookupCache {
             name,
-            cache: LruCache::new(NonZeroUsize::new(capacity.max(1)).expect("at least 1")),
+            cache: LruCache::with_hasher(
+                NonZeroUsize::new(capacity.max(1)).expect("at least 1"),
+                BuildHasherDefault::default(),
+            ),
             counts: CacheCounts::default(),
         }
     }
@@ -54,6 +59,11 @@ impl<V: Clone> LookupCache<V> {
     /// True if `ip` is cached and `fresh` holds for its value (not counted, not touched).
     pub fn peek_fresh(&self, ip: &IpAddr, fresh: impl Fn(&V) -> bool) -> bool {
         self.cache.peek(ip).is_some_and(fresh)
+    }
+
+    /// A hit answered in front of this cache (see the enricher's recent answers).
+    pub fn count_hit(&mut self) {
+        self.counts.hits += 1;
     }
 
     pub fn insert(&mut self, ip: IpAddr, value: V) {

@@ -3,6 +3,11 @@
 //! `Encoder::encode_batch`), on batches of about 1 MiB of records as the source reads them.
 //!
 //! `cargo bench -p flowgate --bench stage`; `FLOWGATE_BENCH_MIB` changes the size.
+//! The `enrich_*` benchmarks add every `[enrich]` lookup but reverse DNS (network-bound):
+//! service names, address classes, rule kinds, the asset inventory
+//! (`FLOWGATE_BENCH_INVENTORY`, default tests/fixtures/assets.csv) and GeoIP/ASN from
+//! `FLOWGATE_BENCH_GEOIP_CITY` / `FLOWGATE_BENCH_GEOIP_ASN` (scripts/geoip-data.sh
+//! fetches real ones; without them GeoIP is left out and the run says so).
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -10,7 +15,7 @@ use flowgate::generate::{document, Generator, Schema, Target};
 use flowgate_core::{Finalizer, Origin, RecordBatch};
 use flowgate_sink::encode::{Encoder, Format, Framing};
 use flowgate_source::extract::extract;
-use flowgate_transform::Flattener;
+use flowgate_transform::{EnrichConfig, Flattener};
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -46,7 +51,7 @@ fn batches(doc: &Bytes) -> Vec<(Bytes, u64, Vec<Range<usize>>)> {
 fn run(
     flattener: &mut Flattener,
     batches: &[(Bytes, u64, Vec<Range<usize>>)],
-    mut encode: impl FnMut(&flowgate_core::EventBatch),
+    mut encode: impl FnMut(&mut flowgate_core::EventBatch),
 ) -> usize {
     let origin = Arc::new(Origin {
         source: "bench".into(),
@@ -62,8 +67,8 @@ fn run(
             records: records.clone(),
             finalizer: Finalizer::detached(),
         };
-        let (events_batch, finalizer) = flattener.flatten_batch(batch, |_, _| {});
-        encode(&events_batch);
+        let (mut events_batch, finalizer) = flattener.flatten_batch(batch, |_, _| {});
+        encode(&mut events_batch);
         events += events_batch.events.len();
         finalizer.update(flowgate_core::BatchStatus::Delivered);
     }
@@ -107,7 +112,50 @@ fn stage(c: &mut Criterion) {
             },
         );
     }
+    for (name, cache_size) in [
+        ("enrich_all_cef", 65_536),
+        ("enrich_all_cef_cache_1k", 1_024),
+    ] {
+        let mut enricher = enrich_config(cache_size).build().expect("enrichment");
+        let mut encoder = Encoder::new(Format::Cef, None, Framing::Newline);
+        let mut out = Vec::new();
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let batches = batches(&doc);
+                let n = run(&mut Flattener::new(), &batches, |events| {
+                    enricher.enrich(events);
+                    out.clear();
+                    encoder.encode_batch(events, &mut out);
+                });
+                assert_eq!(n, tuples);
+                out.len()
+            })
+        });
+    }
     group.finish();
+}
+
+/// Every enrichment but reverse DNS.
+fn enrich_config(cache_size: usize) -> EnrichConfig {
+    let env_path = |var: &str| std::env::var_os(var).map(std::path::PathBuf::from);
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let config = EnrichConfig {
+        service_names: true,
+        address_classes: true,
+        rule_kinds: true,
+        inventory: Some(
+            env_path("FLOWGATE_BENCH_INVENTORY")
+                .unwrap_or_else(|| repo.join("tests/fixtures/assets.csv")),
+        ),
+        geoip_city: env_path("FLOWGATE_BENCH_GEOIP_CITY"),
+        geoip_asn: env_path("FLOWGATE_BENCH_GEOIP_ASN"),
+        cache_size,
+        ..EnrichConfig::default()
+    };
+    if config.geoip_city.is_none() {
+        eprintln!("FLOWGATE_BENCH_GEOIP_CITY not set: GeoIP left out of enrich_*");
+    }
+    config
 }
 
 criterion_group!(benches, stage);

@@ -61,13 +61,13 @@ fn geo_object(out: &mut Vec<u8>, g: &Geo) {
         escape::json_str(v, out);
         out.push(b'"');
     }
-    if let Some(v) = g.latitude {
+    if let Some(v) = &g.latitude {
         key(out, b"\"lat\":");
-        write::float(out, v);
+        out.extend_from_slice(v.as_bytes());
     }
-    if let Some(v) = g.longitude {
+    if let Some(v) = &g.longitude {
         key(out, b"\"lon\":");
-        write::float(out, v);
+        out.extend_from_slice(v.as_bytes());
     }
     if let Some(v) = g.asn {
         key(out, b"\"asn\":");

@@ -11,8 +11,14 @@ mod leef;
 pub mod syslog;
 pub mod write;
 
-use flowgate_core::{Action, Enrichment, EventBatch, FlowEvent, Geo, LogKind, Protocol, Summary};
+use flowgate_core::hash::FastHasher;
+use flowgate_core::{
+    Action, Asset, Enrichment, EventBatch, FlowEvent, Geo, LogKind, Protocol, Summary,
+};
 use serde::Deserialize;
+use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
+use std::sync::Arc;
 pub use syslog::{SyslogConfig, SyslogHeader, SyslogKind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -64,7 +70,10 @@ pub struct Encoder {
     syslog: Option<SyslogHeader>,
     framing: Framing,
     cache: GroupCache,
+    fragments: Fragments,
     scratch: Vec<u8>,
+    /// Average message length of the last batch.
+    bytes_per_event: usize,
 }
 
 impl Encoder {
@@ -74,14 +83,18 @@ impl Encoder {
             syslog,
             framing,
             cache: GroupCache::default(),
+            fragments: Fragments::default(),
             scratch: Vec::new(),
+            bytes_per_event: 320,
         }
     }
 
     /// Appends every event of `batch`, framed, to `out`.
     pub fn encode_batch(&mut self, batch: &EventBatch, out: &mut Vec<u8>) {
-        // One allocation up front instead of doubling through the batch.
-        out.reserve(batch.events.len() * 320);
+        // One allocation up front instead of doubling through the batch (enriched
+        // messages are longer: size by the last batch's).
+        let start = out.len();
+        out.reserve(batch.events.len() * (self.bytes_per_event + 32));
         let mut current_group = None;
         for (i, e) in batch.events.iter().enumerate() {
             if current_group != Some(e.group) {
@@ -106,6 +119,9 @@ impl Encoder {
                 }
             }
         }
+        if !batch.events.is_empty() {
+            self.bytes_per_event = (out.len() - start) / batch.events.len();
+        }
     }
 
     fn load_group(&mut self, batch: &EventBatch, e: &FlowEvent) {
@@ -126,7 +142,7 @@ impl Encoder {
     }
 
     fn message(
-        &self,
+        &mut self,
         e: &FlowEvent,
         extra: Option<&Enrichment>,
         summary: Option<&Summary>,
@@ -140,8 +156,8 @@ impl Encoder {
                 cef::event(e, &self.cache, out);
                 if let Some(x) = extra {
                     enrichment(x, CEF_KEYS, b"", out);
-                    assets(x, CEF_ASSET_KEYS, escape::cef_value, out);
-                    geo_and_dns(x, CEF_GEO_KEYS, escape::cef_value, out);
+                    let keys = (&CEF_ASSET_KEYS, &CEF_GEO_KEYS);
+                    self.fragments.write(x, keys, escape::cef_value, out);
                 }
                 if let Some(s) = summary {
                     summary_fields(e, s, [b" start=", b" end=", b" cnt="], out);
@@ -151,8 +167,8 @@ impl Encoder {
                 leef::event(e, &self.cache, out);
                 if let Some(x) = extra {
                     enrichment(x, LEEF_KEYS, b"", out);
-                    assets(x, LEEF_ASSET_KEYS, escape::leef_value, out);
-                    geo_and_dns(x, LEEF_GEO_KEYS, escape::leef_value, out);
+                    let keys = (&LEEF_ASSET_KEYS, &LEEF_GEO_KEYS);
+                    self.fragments.write(x, keys, escape::leef_value, out);
                 }
                 if let Some(s) = summary {
                     summary_fields(
@@ -222,20 +238,84 @@ const LEEF_GEO_KEYS: GeoKeys = [
     ],
 ];
 
-/// Writes what the GeoIP databases and reverse DNS said about both addresses; names
-/// come from outside (databases, DNS), so they are escaped for the format.
-fn geo_and_dns(x: &Enrichment, keys: GeoKeys, escape: fn(&str, &mut Vec<u8>), out: &mut Vec<u8>) {
-    for ((geo, dns), keys) in [(&x.src_geo, &x.src_dns), (&x.dst_geo, &x.dst_dns)]
-        .into_iter()
-        .zip(keys)
-    {
-        if let Some(g) = geo {
-            geo_fields(g, &keys, escape, out);
+/// The escaped inventory and GeoIP fields of each address, rendered once per value and
+/// side: the same few thousand addresses recur batch after batch, and escaping them for
+/// every event would cost more than the rest of the message.
+#[derive(Default)]
+struct Fragments {
+    /// (pointer of the `Arc`, side, kind) → rendered bytes. The `Arc`s are held in
+    /// `held`, so a pointer cannot be freed and reused for another value meanwhile.
+    rendered: HashMap<(usize, u8), Vec<u8>, BuildHasherDefault<FastHasher>>,
+    held: Vec<Held>,
+}
+
+enum Held {
+    Asset(Arc<Asset>),
+    Geo(Arc<Geo>),
+}
+
+/// Fragments remembered at most (then forgotten all at once).
+const MAX_FRAGMENTS: usize = 16_384;
+
+impl Fragments {
+    /// For each address: its inventory fields, GeoIP fields and DNS name (names come from
+    /// outside: a user's file, databases, DNS; so they are escaped for the format).
+    fn write(
+        &mut self,
+        x: &Enrichment,
+        (asset_keys, geo_keys): (&AssetKeys, &GeoKeys),
+        escape: fn(&str, &mut Vec<u8>),
+        out: &mut Vec<u8>,
+    ) {
+        let sides = [
+            (&x.src_asset, &x.src_geo, &x.src_dns),
+            (&x.dst_asset, &x.dst_geo, &x.dst_dns),
+        ];
+        for (side, (asset, geo, dns)) in sides.into_iter().enumerate() {
+            if let Some(a) = asset {
+                let keys = &asset_keys[side];
+                self.cached(Held::Asset(a.clone()), side, out, |b| {
+                    asset_fields(a, keys, escape, b)
+                });
+            }
+            if let Some(g) = geo {
+                let keys = &geo_keys[side];
+                self.cached(Held::Geo(g.clone()), side, out, |b| {
+                    geo_fields(g, keys, escape, b)
+                });
+            }
+            if let Some(name) = dns {
+                out.extend_from_slice(geo_keys[side][6]);
+                escape(name, out);
+            }
         }
-        if let Some(name) = dns {
-            out.extend_from_slice(keys[6]);
-            escape(name, out);
+    }
+
+    fn cached(
+        &mut self,
+        value: Held,
+        side: usize,
+        out: &mut Vec<u8>,
+        render: impl FnOnce(&mut Vec<u8>),
+    ) {
+        let (ptr, kind) = match &value {
+            Held::Asset(a) => (Arc::as_ptr(a) as usize, 0u8),
+            Held::Geo(g) => (Arc::as_ptr(g) as usize, 2u8),
+        };
+        let key = (ptr, kind + side as u8);
+        if let Some(bytes) = self.rendered.get(&key) {
+            out.extend_from_slice(bytes);
+            return;
         }
+        if self.rendered.len() >= MAX_FRAGMENTS {
+            self.rendered.clear();
+            self.held.clear();
+        }
+        let mut bytes = Vec::new();
+        render(&mut bytes);
+        out.extend_from_slice(&bytes);
+        self.rendered.insert(key, bytes);
+        self.held.push(value);
     }
 }
 
@@ -246,10 +326,11 @@ fn geo_fields(g: &Geo, keys: &[&[u8]; 7], escape: fn(&str, &mut Vec<u8>), out: &
             escape(v, out);
         }
     }
-    for (key, value) in [(keys[2], g.latitude), (keys[3], g.longitude)] {
+    for (key, value) in [(keys[2], &g.latitude), (keys[3], &g.longitude)] {
         if let Some(v) = value {
+            // Digits, `-` and `.`: nothing to escape.
             out.extend_from_slice(key);
-            write::float(out, v);
+            out.extend_from_slice(v.as_bytes());
         }
     }
     if let Some(asn) = g.asn {
@@ -334,19 +415,15 @@ const LEEF_ASSET_KEYS: AssetKeys = [
     ],
 ];
 
-/// Writes the inventory's fields for both addresses; they come from a user's file, so
-/// each is escaped for the format. Empty fields are left out.
-fn assets(x: &Enrichment, keys: AssetKeys, escape: fn(&str, &mut Vec<u8>), out: &mut Vec<u8>) {
-    for (asset, keys) in [&x.src_asset, &x.dst_asset].into_iter().zip(keys) {
-        let Some(a) = asset else { continue };
-        for (key, value) in keys
-            .iter()
-            .zip([&a.name, &a.owner, &a.environment, &a.tags])
-        {
-            if !value.is_empty() {
-                out.extend_from_slice(key);
-                escape(value, out);
-            }
+/// The inventory's fields of one address; empty fields are left out.
+fn asset_fields(a: &Asset, keys: &[&[u8]; 4], escape: fn(&str, &mut Vec<u8>), out: &mut Vec<u8>) {
+    for (key, value) in keys
+        .iter()
+        .zip([&a.name, &a.owner, &a.environment, &a.tags])
+    {
+        if !value.is_empty() {
+            out.extend_from_slice(key);
+            escape(value, out);
         }
     }
 }

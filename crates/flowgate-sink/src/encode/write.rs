@@ -23,14 +23,6 @@ fn extend_trimmed<const N: usize>(out: &mut Vec<u8>, buf: &[u8; N], len: usize) 
 
 /// Decimal text of an unsigned integer.
 #[inline]
-/// A coordinate: the shortest decimal that reads back as the same `f64` (`50.11`);
-/// non-finite values (never in a valid database) as `0`.
-pub fn float(out: &mut Vec<u8>, v: f64) {
-    use std::io::Write;
-    let v = if v.is_finite() { v } else { 0.0 };
-    let _ = write!(out, "{v}");
-}
-
 pub fn uint(out: &mut Vec<u8>, v: impl itoa::Integer) {
     out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
 }
