@@ -2,6 +2,7 @@
 
 mod azure;
 mod cli;
+mod deploy;
 mod filter;
 mod geoip;
 mod golden;

@@ -157,7 +157,7 @@ repeat_limit_per_minute = 0"#
 }
 
 /// Debian's `prometheus` package: (prometheus, promtool).
-fn prometheus_bins() -> Option<(std::path::PathBuf, std::path::PathBuf)> {
+pub(crate) fn prometheus_bins() -> Option<(std::path::PathBuf, std::path::PathBuf)> {
     let prometheus = peer(
         "FLOWGATE_PROMETHEUS",
         "/usr/bin/prometheus".into(),
