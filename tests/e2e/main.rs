@@ -10,6 +10,7 @@ mod identity;
 mod kafka;
 mod operations;
 mod parse_back;
+mod rdns;
 mod rsyslog;
 mod run;
 mod support;
