@@ -9,7 +9,7 @@ tuples per second, tuples per CPU-second, peak RSS (MiB).
   cargo build --release -p flowgate
   python3 scripts/bench_e2e.py --mib 64 --files 4 [--format cef] [--bin target/release/flowgate]
       [--extra FILE.toml]   TOML tables added to the config ([enrich], [volume], [filter])
-      [--no-fsync]
+      [--no-fsync] [--devnull]
 
 Completion is read from flowgate's own /metrics (events sent = tuples generated), so
 it works whatever the output looks like (enriched or not).
@@ -55,6 +55,8 @@ def main():
     ap.add_argument("--timeout", type=float, default=600)
     ap.add_argument("--extra", help="TOML tables appended to the config")
     ap.add_argument("--no-fsync", action="store_true")
+    ap.add_argument("--devnull", action="store_true",
+                    help="write to /dev/null: flowgate's own CPU, without the page cache's")
     a = ap.parse_args()
 
     work = tempfile.mkdtemp(prefix="flowgate-bench-")
@@ -65,7 +67,7 @@ def main():
         info = json.loads(subprocess.check_output(
             [a.bin, "generate", "--mib", str(a.mib), "--seed", str(i + 1), "--out", path]))
         tuples += info["tuples"]
-    out = os.path.join(work, "out.log")
+    out = "/dev/null" if a.devnull else os.path.join(work, "out.log")
     extra = open(a.extra).read() if a.extra else ""
     port = free_port()
     config = os.path.join(work, "flowgate.toml")
@@ -79,7 +81,7 @@ poll_interval_secs = 0.2
 [sinks.file]
 type = "file"
 path = "{out}"
-fsync = {"false" if a.no_fsync else "true"}
+fsync = {"false" if a.no_fsync or a.devnull else "true"}
 
 [sinks.file.encoding]
 format = "{a.format}"

@@ -1,7 +1,7 @@
 //! What moves through the channels.
 
 use crate::ack::Finalizer;
-use crate::enrichment::Enrichment;
+use crate::enrichment::{AddressFacts, Enrichment};
 use crate::event::{FlowEvent, FlowGroup, RecordContext};
 use bytes::Bytes;
 use std::ops::Range;
@@ -39,6 +39,8 @@ pub struct EventBatch {
     pub events: Vec<FlowEvent>,
     /// One per event when `[enrich]` is on, else empty.
     pub enrichment: Vec<Enrichment>,
+    /// The addresses the enrichment says something about (`Enrichment::src`/`dst`).
+    pub addresses: Vec<AddressFacts>,
     /// One per event when the events are aggregation summaries, else empty.
     pub summaries: Vec<Summary>,
 }
@@ -67,8 +69,14 @@ impl EventBatch {
             groups: Vec::new(),
             events: Vec::new(),
             enrichment: Vec::new(),
+            addresses: Vec::new(),
             summaries: Vec::new(),
         }
+    }
+
+    /// What the enrichment knows about an address of an event.
+    pub fn facts(&self, index: Option<u32>) -> Option<&AddressFacts> {
+        index.map(|i| &self.addresses[i as usize])
     }
 
     /// The group and record of event `event`.

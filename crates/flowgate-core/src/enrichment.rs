@@ -4,22 +4,33 @@
 use std::sync::Arc;
 
 /// One event's additions; `None` where that enrichment is off or has no answer.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Enrichment {
     /// IANA service name of the destination port.
     pub service: Option<&'static str>,
     pub src_class: Option<AddrClass>,
     pub dst_class: Option<AddrClass>,
     pub rule_kind: Option<RuleKind>,
-    /// The inventory's entry for the source and destination addresses.
-    pub src_asset: Option<Arc<Asset>>,
-    pub dst_asset: Option<Arc<Asset>>,
-    /// GeoIP and ASN of public addresses.
-    pub src_geo: Option<Arc<Geo>>,
-    pub dst_geo: Option<Arc<Geo>>,
-    /// Reverse DNS names (PTR) of the addresses.
-    pub src_dns: Option<Arc<str>>,
-    pub dst_dns: Option<Arc<str>>,
+    /// What is known about each address: an index into the batch's `addresses`.
+    /// Shared per batch rather than per event, so an event carries no reference counts.
+    pub src: Option<u32>,
+    pub dst: Option<u32>,
+}
+
+/// What the inventory, the GeoIP databases and reverse DNS say about one address.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AddressFacts {
+    pub asset: Option<Arc<Asset>>,
+    /// GeoIP and ASN, for public addresses.
+    pub geo: Option<Arc<Geo>>,
+    /// The reverse DNS (PTR) name.
+    pub dns: Option<Arc<str>>,
+}
+
+impl AddressFacts {
+    pub fn is_empty(&self) -> bool {
+        self.asset.is_none() && self.geo.is_none() && self.dns.is_none()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

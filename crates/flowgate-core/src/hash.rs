@@ -5,7 +5,6 @@ use std::hash::Hasher;
 /// A multiply-rotate hasher (after rustc's FxHash) for addresses and pointers: the
 /// default SipHash costs more than the rest of a cache hit. Keys come from flow logs and
 /// flowgate itself, not chosen to collide; colliding keys would only slow a table down.
-/// A multiplicative hash mixes upwards: index tables by its high bits.
 #[derive(Default)]
 pub struct FastHasher(u64);
 
@@ -31,6 +30,8 @@ impl Hasher for FastHasher {
     }
 
     fn finish(&self) -> u64 {
-        self.0
+        // The product's high bits are the mixed ones; hash tables index by the low bits
+        // (without this, all of 10.0.0.0/8 shares a handful of buckets).
+        self.0.rotate_left(26)
     }
 }

@@ -7,8 +7,12 @@ use crate::inventory::InventoryFile;
 use crate::lookup_cache::{CacheCounts, LookupCache};
 use crate::rdns::{RdnsConfig, ReverseDns};
 use flowgate_core::hash::FastHasher;
-use flowgate_core::{AddrClass, Asset, Enrichment, EventBatch, Geo, LogKind, Protocol, RuleKind};
+use flowgate_core::{
+    AddrClass, AddressFacts, Asset, Enrichment, EventBatch, Geo, LogKind, Protocol, RuleKind,
+};
 use serde::Deserialize;
+use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -110,8 +114,8 @@ impl EnrichConfig {
             inventory,
             geo,
             addresses: LookupCache::new("address", self.cache_size),
-            recent: vec![None; RECENT_SLOTS],
             rdns,
+            in_batch: HashMap::default(),
         })
     }
 }
@@ -124,14 +128,11 @@ pub struct Enricher {
     /// What the inventory and the GeoIP databases say about each address, looked up
     /// once per address and cached: one cache lookup per address and event.
     addresses: LookupCache<AddressInfo>,
-    /// A direct-mapped copy of recent answers in front of the LRU cache: a hit here
-    /// skips the LRU's bookkeeping (counted as a cache hit all the same).
-    recent: Vec<Option<(IpAddr, AddressInfo)>>,
     rdns: Option<ReverseDns>,
+    /// This batch's addresses: class and index into `EventBatch::addresses`. The cache
+    /// (and its bookkeeping) is asked once per address and batch, not per event.
+    in_batch: HashMap<IpAddr, (AddrClass, Option<u32>), BuildHasherDefault<FastHasher>>,
 }
-
-/// A power of two.
-const RECENT_SLOTS: usize = 16_384;
 
 /// Everything known about one address from local data.
 #[derive(Clone)]
@@ -210,46 +211,70 @@ pub fn service_name(protocol: Protocol, port: u16) -> Option<&'static str> {
 impl Enricher {
     pub fn enrich(&mut self, batch: &mut EventBatch) {
         batch.enrichment.clear();
+        batch.addresses.clear();
         if !self.config.any() {
             return;
         }
         if let Some(rdns) = &mut self.rdns {
             rdns.prepare(batch.events.iter().flat_map(|e| [e.src_ip, e.dst_ip]));
         }
+        let looks_up = self.inventory.is_some() || self.geo.is_some() || self.rdns.is_some();
+        self.in_batch.clear();
         let mut out = Vec::with_capacity(batch.events.len());
+        let mut addresses = Vec::new();
         for e in &batch.events {
             let (g, r) = batch.context_of(e);
-            let src = self.address(e.src_ip);
-            let dst = self.address(e.dst_ip);
+            let ((src_class, src), (dst_class, dst)) = if looks_up {
+                (
+                    self.side(e.src_ip, &mut addresses),
+                    self.side(e.dst_ip, &mut addresses),
+                )
+            } else {
+                (
+                    (address_class(e.src_ip), None),
+                    (address_class(e.dst_ip), None),
+                )
+            };
             let config = &self.config;
-            let mut x = Enrichment {
+            out.push(Enrichment {
                 service: config
                     .service_names
                     .then(|| service_name(e.protocol, e.dst_port))
                     .flatten(),
-                src_class: config.address_classes.then_some(src.class),
-                dst_class: config.address_classes.then_some(dst.class),
+                src_class: config.address_classes.then_some(src_class),
+                dst_class: config.address_classes.then_some(dst_class),
                 rule_kind: config
                     .rule_kinds
                     .then(|| rule_kind(&g.rule, r.kind == LogKind::VNet)),
-                src_asset: src.asset,
-                dst_asset: dst.asset,
-                src_geo: src.geo,
-                dst_geo: dst.geo,
-                ..Enrichment::default()
-            };
-            if let Some(rdns) = &mut self.rdns {
-                x.src_dns = rdns.name(e.src_ip);
-                x.dst_dns = rdns.name(e.dst_ip);
-            }
-            out.push(x);
+                src,
+                dst,
+            });
         }
         batch.enrichment = out;
+        batch.addresses = addresses;
         self.after_batch();
     }
 
-    /// The class, inventory entry and GeoIP data of `ip`, through the cache when there is
-    /// more to it than the class.
+    /// The class of `ip` and the index of its facts in this batch (added on first sight).
+    fn side(&mut self, ip: IpAddr, addresses: &mut Vec<AddressFacts>) -> (AddrClass, Option<u32>) {
+        if let Some(known) = self.in_batch.get(&ip) {
+            return *known;
+        }
+        let info = self.address(ip);
+        let facts = AddressFacts {
+            asset: info.asset,
+            geo: info.geo,
+            dns: self.rdns.as_mut().and_then(|r| r.name(ip)),
+        };
+        let index = (!facts.is_empty()).then(|| {
+            addresses.push(facts);
+            (addresses.len() - 1) as u32
+        });
+        self.in_batch.insert(ip, (info.class, index));
+        (info.class, index)
+    }
+
+    /// The class, inventory entry and GeoIP data of `ip`, through the cache.
     fn address(&mut self, ip: IpAddr) -> AddressInfo {
         let (inventory, geo) = (&self.inventory, &self.geo);
         if inventory.is_none() && geo.is_none() {
@@ -259,14 +284,7 @@ impl Enricher {
                 geo: None,
             };
         }
-        let slot = recent_slot(ip);
-        if let Some((known, info)) = &self.recent[slot] {
-            if *known == ip {
-                self.addresses.count_hit();
-                return info.clone();
-            }
-        }
-        let info = self.addresses.get_or_insert_with(ip, || {
+        self.addresses.get_or_insert_with(ip, || {
             let class = address_class(ip);
             AddressInfo {
                 class,
@@ -277,9 +295,7 @@ impl Enricher {
                     .filter(|_| class == AddrClass::Public)
                     .and_then(|g| g.lookup(ip)),
             }
-        });
-        self.recent[slot] = Some((ip, info.clone()));
-        info
+        })
     }
 
     /// Publishes the cache counters; a reloaded inventory or database empties the cache.
@@ -294,7 +310,6 @@ impl Enricher {
         }
         if changed {
             self.addresses.clear();
-            self.recent.iter_mut().for_each(|r| *r = None);
         }
         if let Some(rdns) = &mut self.rdns {
             rdns.after_batch();
@@ -305,13 +320,6 @@ impl Enricher {
     pub fn cache_counts(&self) -> CacheCounts {
         self.addresses.counts()
     }
-}
-
-fn recent_slot(ip: IpAddr) -> usize {
-    use std::hash::{BuildHasher, BuildHasherDefault};
-    // The high bits: a multiplicative hash mixes upwards.
-    let hash = BuildHasherDefault::<FastHasher>::default().hash_one(ip);
-    (hash >> (64 - RECENT_SLOTS.trailing_zeros())) as usize
 }
 
 /// The class of an address (it runs for both addresses of every event: matched on the

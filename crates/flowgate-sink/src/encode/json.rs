@@ -1,7 +1,9 @@
 //! One JSON object per tuple, with the stable names listed in docs/FORMATS.md.
 
 use super::{escape, write, GroupCache};
-use flowgate_core::{Enrichment, FlowEvent, FlowGroup, Geo, Origin, RecordContext, Summary};
+use flowgate_core::{
+    AddressFacts, Enrichment, FlowEvent, FlowGroup, Geo, Origin, RecordContext, Summary,
+};
 
 pub(super) fn group(o: &Origin, g: &FlowGroup, r: &RecordContext, c: &mut GroupCache) {
     let b = &mut c.tail;
@@ -41,6 +43,27 @@ pub(super) fn group(o: &Origin, g: &FlowGroup, r: &RecordContext, c: &mut GroupC
         string(b, b",\"subscription_tag\":\"", tag);
     }
     b.push(b'}');
+}
+
+/// One address's `src_asset` / `src_geo` / `src_dns` (or `dst_...`) members.
+pub(super) fn address_fields(facts: &AddressFacts, side: usize, out: &mut Vec<u8>) {
+    let prefix = ["src", "dst"][side];
+    if let Some(a) = &facts.asset {
+        out.extend_from_slice(format!(",\"{prefix}_asset\":{{").as_bytes());
+        string(out, b"\"name\":\"", &a.name);
+        string(out, b",\"owner\":\"", &a.owner);
+        string(out, b",\"environment\":\"", &a.environment);
+        string(out, b",\"tags\":\"", &a.tags);
+        out.push(b'}');
+    }
+    if let Some(g) = &facts.geo {
+        out.extend_from_slice(format!(",\"{prefix}_geo\":{{").as_bytes());
+        geo_object(out, g);
+        out.push(b'}');
+    }
+    if let Some(name) = &facts.dns {
+        string(out, format!(",\"{prefix}_dns\":\"").as_bytes(), name);
+    }
 }
 
 /// The fields of a [`Geo`] that are set, comma-separated, without braces.
@@ -89,6 +112,7 @@ fn string(out: &mut Vec<u8>, key: &[u8], value: &str) {
 pub(super) fn event(
     e: &FlowEvent,
     extra: Option<&Enrichment>,
+    sides: [&[u8]; 2],
     summary: Option<&Summary>,
     c: &GroupCache,
     out: &mut Vec<u8>,
@@ -130,36 +154,8 @@ pub(super) fn event(
     write::optional_uint(out, b",\"bytes_dst_to_src\":", e.bytes_dst_to_src);
     if let Some(x) = extra {
         super::enrichment(x, super::JSON_KEYS, b"\"", out);
-        for (key, asset) in [
-            (&b",\"src_asset\":{"[..], &x.src_asset),
-            (b",\"dst_asset\":{", &x.dst_asset),
-        ] {
-            let Some(a) = asset else { continue };
-            out.extend_from_slice(key);
-            string(out, b"\"name\":\"", &a.name);
-            string(out, b",\"owner\":\"", &a.owner);
-            string(out, b",\"environment\":\"", &a.environment);
-            string(out, b",\"tags\":\"", &a.tags);
-            out.push(b'}');
-        }
-        for (key, geo) in [
-            (&b",\"src_geo\":{"[..], &x.src_geo),
-            (b",\"dst_geo\":{", &x.dst_geo),
-        ] {
-            if let Some(g) = geo {
-                out.extend_from_slice(key);
-                geo_object(out, g);
-                out.push(b'}');
-            }
-        }
-        for (key, name) in [
-            (&b",\"src_dns\":\""[..], &x.src_dns),
-            (b",\"dst_dns\":\"", &x.dst_dns),
-        ] {
-            if let Some(n) = name {
-                string(out, key, n);
-            }
-        }
+        out.extend_from_slice(sides[0]);
+        out.extend_from_slice(sides[1]);
     }
     if let Some(s) = summary {
         out.extend_from_slice(b",\"first_seen\":\"");

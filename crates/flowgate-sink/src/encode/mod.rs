@@ -11,14 +11,11 @@ mod leef;
 pub mod syslog;
 pub mod write;
 
-use flowgate_core::hash::FastHasher;
 use flowgate_core::{
-    Action, Asset, Enrichment, EventBatch, FlowEvent, Geo, LogKind, Protocol, Summary,
+    Action, AddressFacts, Asset, Enrichment, EventBatch, FlowEvent, Geo, LogKind, Protocol, Summary,
 };
 use serde::Deserialize;
-use std::collections::HashMap;
-use std::hash::BuildHasherDefault;
-use std::sync::Arc;
+use std::ops::Range;
 pub use syslog::{SyslogConfig, SyslogHeader, SyslogKind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -70,7 +67,7 @@ pub struct Encoder {
     syslog: Option<SyslogHeader>,
     framing: Framing,
     cache: GroupCache,
-    fragments: Fragments,
+    addresses: AddressFragments,
     scratch: Vec<u8>,
     /// Average message length of the last batch.
     bytes_per_event: usize,
@@ -83,7 +80,7 @@ impl Encoder {
             syslog,
             framing,
             cache: GroupCache::default(),
-            fragments: Fragments::default(),
+            addresses: AddressFragments::default(),
             scratch: Vec::new(),
             bytes_per_event: 320,
         }
@@ -95,6 +92,7 @@ impl Encoder {
         // messages are longer: size by the last batch's).
         let start = out.len();
         out.reserve(batch.events.len() * (self.bytes_per_event + 32));
+        self.addresses.start_batch(batch.addresses.len());
         let mut current_group = None;
         for (i, e) in batch.events.iter().enumerate() {
             if current_group != Some(e.group) {
@@ -105,13 +103,13 @@ impl Encoder {
             let summary = batch.summaries.get(i);
             match self.framing {
                 Framing::Newline => {
-                    self.message(e, extra, summary, out);
+                    self.message(batch, e, extra, summary, out);
                     out.push(b'\n');
                 }
                 Framing::OctetCounting => {
                     let mut msg = std::mem::take(&mut self.scratch);
                     msg.clear();
-                    self.message(e, extra, summary, &mut msg);
+                    self.message(batch, e, extra, summary, &mut msg);
                     write::uint(out, msg.len());
                     out.push(b' ');
                     out.extend_from_slice(&msg);
@@ -143,6 +141,7 @@ impl Encoder {
 
     fn message(
         &mut self,
+        batch: &EventBatch,
         e: &FlowEvent,
         extra: Option<&Enrichment>,
         summary: Option<&Summary>,
@@ -151,13 +150,18 @@ impl Encoder {
         if let Some(h) = &self.syslog {
             h.write(e, out);
         }
+        let sides = match extra {
+            Some(x) => self.addresses.sides(self.format, batch, x),
+            None => [0..0, 0..0],
+        };
+        let [src, dst] = sides.map(|r| &self.addresses.bytes[r]);
         match self.format {
             Format::Cef => {
                 cef::event(e, &self.cache, out);
                 if let Some(x) = extra {
                     enrichment(x, CEF_KEYS, b"", out);
-                    let keys = (&CEF_ASSET_KEYS, &CEF_GEO_KEYS);
-                    self.fragments.write(x, keys, escape::cef_value, out);
+                    out.extend_from_slice(src);
+                    out.extend_from_slice(dst);
                 }
                 if let Some(s) = summary {
                     summary_fields(e, s, [b" start=", b" end=", b" cnt="], out);
@@ -167,8 +171,8 @@ impl Encoder {
                 leef::event(e, &self.cache, out);
                 if let Some(x) = extra {
                     enrichment(x, LEEF_KEYS, b"", out);
-                    let keys = (&LEEF_ASSET_KEYS, &LEEF_GEO_KEYS);
-                    self.fragments.write(x, keys, escape::leef_value, out);
+                    out.extend_from_slice(src);
+                    out.extend_from_slice(dst);
                 }
                 if let Some(s) = summary {
                     summary_fields(
@@ -179,7 +183,7 @@ impl Encoder {
                     );
                 }
             }
-            Format::Json => json::event(e, extra, summary, &self.cache, out),
+            Format::Json => json::event(e, extra, [src, dst], summary, &self.cache, out),
         }
     }
 }
@@ -238,84 +242,69 @@ const LEEF_GEO_KEYS: GeoKeys = [
     ],
 ];
 
-/// The escaped inventory and GeoIP fields of each address, rendered once per value and
-/// side: the same few thousand addresses recur batch after batch, and escaping them for
-/// every event would cost more than the rest of the message.
+/// The fields of each address the enrichment knows something about (inventory entry,
+/// GeoIP, DNS name), escaped for the format once per address, side and batch: an address
+/// recurs in many events of a batch, and escaping for each would cost more than the rest
+/// of the message.
 #[derive(Default)]
-struct Fragments {
-    /// (pointer of the `Arc`, side, kind) → rendered bytes. The `Arc`s are held in
-    /// `held`, so a pointer cannot be freed and reused for another value meanwhile.
-    rendered: HashMap<(usize, u8), Vec<u8>, BuildHasherDefault<FastHasher>>,
-    held: Vec<Held>,
+struct AddressFragments {
+    bytes: Vec<u8>,
+    /// Per `EventBatch::addresses` index: the source-side and destination-side ranges.
+    ranges: Vec<[Option<Range<usize>>; 2]>,
 }
 
-enum Held {
-    Asset(Arc<Asset>),
-    Geo(Arc<Geo>),
-}
-
-/// Fragments remembered at most (then forgotten all at once).
-const MAX_FRAGMENTS: usize = 16_384;
-
-impl Fragments {
-    /// For each address: its inventory fields, GeoIP fields and DNS name (names come from
-    /// outside: a user's file, databases, DNS; so they are escaped for the format).
-    fn write(
-        &mut self,
-        x: &Enrichment,
-        (asset_keys, geo_keys): (&AssetKeys, &GeoKeys),
-        escape: fn(&str, &mut Vec<u8>),
-        out: &mut Vec<u8>,
-    ) {
-        let sides = [
-            (&x.src_asset, &x.src_geo, &x.src_dns),
-            (&x.dst_asset, &x.dst_geo, &x.dst_dns),
-        ];
-        for (side, (asset, geo, dns)) in sides.into_iter().enumerate() {
-            if let Some(a) = asset {
-                let keys = &asset_keys[side];
-                self.cached(Held::Asset(a.clone()), side, out, |b| {
-                    asset_fields(a, keys, escape, b)
-                });
-            }
-            if let Some(g) = geo {
-                let keys = &geo_keys[side];
-                self.cached(Held::Geo(g.clone()), side, out, |b| {
-                    geo_fields(g, keys, escape, b)
-                });
-            }
-            if let Some(name) = dns {
-                out.extend_from_slice(geo_keys[side][6]);
-                escape(name, out);
-            }
-        }
+impl AddressFragments {
+    fn start_batch(&mut self, addresses: usize) {
+        self.bytes.clear();
+        self.ranges.clear();
+        self.ranges.resize(addresses, [None, None]);
     }
 
-    fn cached(
-        &mut self,
-        value: Held,
-        side: usize,
-        out: &mut Vec<u8>,
-        render: impl FnOnce(&mut Vec<u8>),
-    ) {
-        let (ptr, kind) = match &value {
-            Held::Asset(a) => (Arc::as_ptr(a) as usize, 0u8),
-            Held::Geo(g) => (Arc::as_ptr(g) as usize, 2u8),
-        };
-        let key = (ptr, kind + side as u8);
-        if let Some(bytes) = self.rendered.get(&key) {
-            out.extend_from_slice(bytes);
-            return;
+    /// The ranges of `bytes` holding the event's source and destination fields.
+    fn sides(&mut self, format: Format, batch: &EventBatch, x: &Enrichment) -> [Range<usize>; 2] {
+        let mut out = [0..0, 0..0];
+        for (side, index) in [x.src, x.dst].into_iter().enumerate() {
+            let Some(i) = index else { continue };
+            let i = i as usize;
+            if self.ranges[i][side].is_none() {
+                let start = self.bytes.len();
+                let facts = &batch.addresses[i];
+                match format {
+                    Format::Cef => {
+                        let keys = (&CEF_ASSET_KEYS[side], &CEF_GEO_KEYS[side]);
+                        address_fields(facts, keys, escape::cef_value, &mut self.bytes)
+                    }
+                    Format::Leef => {
+                        let keys = (&LEEF_ASSET_KEYS[side], &LEEF_GEO_KEYS[side]);
+                        address_fields(facts, keys, escape::leef_value, &mut self.bytes)
+                    }
+                    Format::Json => json::address_fields(facts, side, &mut self.bytes),
+                }
+                self.ranges[i][side] = Some(start..self.bytes.len());
+            }
+            out[side] = self.ranges[i][side].clone().expect("rendered");
         }
-        if self.rendered.len() >= MAX_FRAGMENTS {
-            self.rendered.clear();
-            self.held.clear();
-        }
-        let mut bytes = Vec::new();
-        render(&mut bytes);
-        out.extend_from_slice(&bytes);
-        self.rendered.insert(key, bytes);
-        self.held.push(value);
+        out
+    }
+}
+
+/// One address's inventory, GeoIP and DNS fields for CEF or LEEF (names come from outside:
+/// a user's file, databases, DNS; so they are escaped for the format).
+fn address_fields(
+    facts: &AddressFacts,
+    (asset_keys, geo_keys): (&[&[u8]; 4], &[&[u8]; 7]),
+    escape: fn(&str, &mut Vec<u8>),
+    out: &mut Vec<u8>,
+) {
+    if let Some(a) = &facts.asset {
+        asset_fields(a, asset_keys, escape, out);
+    }
+    if let Some(g) = &facts.geo {
+        geo_fields(g, geo_keys, escape, out);
+    }
+    if let Some(name) = &facts.dns {
+        out.extend_from_slice(geo_keys[6]);
+        escape(name, out);
     }
 }
 
