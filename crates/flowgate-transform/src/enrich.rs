@@ -222,13 +222,21 @@ impl Enricher {
         self.in_batch.clear();
         let mut out = Vec::with_capacity(batch.events.len());
         let mut addresses = Vec::new();
+        // The previous event's answer per side: a NIC's own address recurs on one side of
+        // most of its events, and comparing is cheaper than hashing.
+        let mut last: [Option<(IpAddr, (AddrClass, Option<u32>))>; 2] = [None, None];
         for e in &batch.events {
             let (g, r) = batch.context_of(e);
             let ((src_class, src), (dst_class, dst)) = if looks_up {
-                (
-                    self.side(e.src_ip, &mut addresses),
-                    self.side(e.dst_ip, &mut addresses),
-                )
+                let mut answer = |side: usize, ip: IpAddr, this: &mut Self| match last[side] {
+                    Some((known, answer)) if known == ip => answer,
+                    _ => {
+                        let answer = this.side(ip, &mut addresses);
+                        last[side] = Some((ip, answer));
+                        answer
+                    }
+                };
+                (answer(0, e.src_ip, self), answer(1, e.dst_ip, self))
             } else {
                 (
                     (address_class(e.src_ip), None),

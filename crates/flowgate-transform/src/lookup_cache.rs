@@ -1,5 +1,5 @@
 //! The LRU cache every per-address enrichment goes through, with the hit, miss and
-//! eviction counts published per cache (`inventory`, `geoip`, `rdns`).
+//! eviction counts published per cache (`address`, `rdns`).
 
 use flowgate_core::hash::FastHasher;
 use flowgate_core::metric_names as m;
@@ -59,11 +59,6 @@ impl<V: Clone> LookupCache<V> {
     /// True if `ip` is cached and `fresh` holds for its value (not counted, not touched).
     pub fn peek_fresh(&self, ip: &IpAddr, fresh: impl Fn(&V) -> bool) -> bool {
         self.cache.peek(ip).is_some_and(fresh)
-    }
-
-    /// A hit answered in front of this cache (see the enricher's recent answers).
-    pub fn count_hit(&mut self) {
-        self.counts.hits += 1;
     }
 
     pub fn insert(&mut self, ip: IpAddr, value: V) {
