@@ -131,8 +131,11 @@ pub struct Enricher {
     rdns: Option<ReverseDns>,
     /// This batch's addresses: class and index into `EventBatch::addresses`. The cache
     /// (and its bookkeeping) is asked once per address and batch, not per event.
-    in_batch: HashMap<IpAddr, (AddrClass, Option<u32>), BuildHasherDefault<FastHasher>>,
+    in_batch: HashMap<IpAddr, Side, BuildHasherDefault<FastHasher>>,
 }
+
+/// An address's class and the index of its facts in the batch (`Enrichment::src`).
+type Side = (AddrClass, Option<u32>);
 
 /// Everything known about one address from local data.
 #[derive(Clone)]
@@ -224,7 +227,7 @@ impl Enricher {
         let mut addresses = Vec::new();
         // The previous event's answer per side: a NIC's own address recurs on one side of
         // most of its events, and comparing is cheaper than hashing.
-        let mut last: [Option<(IpAddr, (AddrClass, Option<u32>))>; 2] = [None, None];
+        let mut last: [Option<(IpAddr, Side)>; 2] = [None, None];
         for e in &batch.events {
             let (g, r) = batch.context_of(e);
             let ((src_class, src), (dst_class, dst)) = if looks_up {
@@ -264,7 +267,7 @@ impl Enricher {
     }
 
     /// The class of `ip` and the index of its facts in this batch (added on first sight).
-    fn side(&mut self, ip: IpAddr, addresses: &mut Vec<AddressFacts>) -> (AddrClass, Option<u32>) {
+    fn side(&mut self, ip: IpAddr, addresses: &mut Vec<AddressFacts>) -> Side {
         if let Some(known) = self.in_batch.get(&ip) {
             return *known;
         }
