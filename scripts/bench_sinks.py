@@ -13,6 +13,7 @@ that has it, e.g. a venv with `pip install confluent-kafka==2.16.1`).
 
   cargo build --release -p flowgate
   python3 scripts/bench_sinks.py --mib 64 --kafka-python /tmp/kvenv/bin/python
+      [--extra scripts/bench/enrich-all.toml]   the same with enrichment
 """
 import argparse
 import json
@@ -86,6 +87,9 @@ def report(mode, events, wall, user, sys_, rss):
           flush=True)
 
 
+EXTRA = ""
+
+
 def flowgate_config(work, sink):
     return f"""[sources.local]
 type = "local"
@@ -97,6 +101,8 @@ poll_interval_secs = 0.5
 
 [checkpoints]
 path = "{work}/cp-{time.monotonic_ns()}.redb"
+
+{EXTRA}
 """
 
 
@@ -109,7 +115,10 @@ def main():
     ap.add_argument("--tansu", default=".peers/tansu/bin/tansu")
     ap.add_argument("--kafka-python", default=None)
     ap.add_argument("--timeout", type=float, default=900)
+    ap.add_argument("--extra", help="TOML tables appended to flowgate's config ([enrich], ...)")
     a = ap.parse_args()
+    global EXTRA
+    EXTRA = open(a.extra).read() if a.extra else ""
     bin_ = os.path.abspath(a.bin)
 
     work = tempfile.mkdtemp(prefix="flowgate-bench-sinks-")
