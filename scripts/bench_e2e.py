@@ -55,6 +55,7 @@ def main():
     ap.add_argument("--timeout", type=float, default=600)
     ap.add_argument("--extra", help="TOML tables appended to the config")
     ap.add_argument("--no-fsync", action="store_true")
+    ap.add_argument("--out", help="keep the output in this file (to look at it)")
     ap.add_argument("--devnull", action="store_true",
                     help="write to /dev/null: flowgate's own CPU, without the page cache's")
     a = ap.parse_args()
@@ -67,7 +68,7 @@ def main():
         info = json.loads(subprocess.check_output(
             [a.bin, "generate", "--mib", str(a.mib), "--seed", str(i + 1), "--out", path]))
         tuples += info["tuples"]
-    out = "/dev/null" if a.devnull else os.path.join(work, "out.log")
+    out = "/dev/null" if a.devnull else a.out or os.path.join(work, "out.log")
     extra = open(a.extra).read() if a.extra else ""
     port = free_port()
     config = os.path.join(work, "flowgate.toml")

@@ -1,7 +1,7 @@
 //! What moves through the channels.
 
 use crate::ack::Finalizer;
-use crate::enrichment::{AddressFacts, Enrichment};
+use crate::enrichment::{AddressTable, Enrichment};
 use crate::event::{FlowEvent, FlowGroup, RecordContext};
 use bytes::Bytes;
 use std::ops::Range;
@@ -39,8 +39,9 @@ pub struct EventBatch {
     pub events: Vec<FlowEvent>,
     /// One per event when `[enrich]` is on, else empty.
     pub enrichment: Vec<Enrichment>,
-    /// The addresses the enrichment says something about (`Enrichment::src`/`dst`).
-    pub addresses: Vec<AddressFacts>,
+    /// The addresses the enrichment says something about (`Enrichment::src`/`dst`
+    /// index it), shared with other batches.
+    pub addresses: Option<Arc<AddressTable>>,
     /// One per event when the events are aggregation summaries, else empty.
     pub summaries: Vec<Summary>,
 }
@@ -69,14 +70,9 @@ impl EventBatch {
             groups: Vec::new(),
             events: Vec::new(),
             enrichment: Vec::new(),
-            addresses: Vec::new(),
+            addresses: None,
             summaries: Vec::new(),
         }
-    }
-
-    /// What the enrichment knows about an address of an event.
-    pub fn facts(&self, index: Option<u32>) -> Option<&AddressFacts> {
-        index.map(|i| &self.addresses[i as usize])
     }
 
     /// The group and record of event `event`.

@@ -1,7 +1,7 @@
 //! What `[enrich]` adds to an event (computed in flowgate-transform, written by the
 //! encoders).
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// One event's additions; `None` where that enrichment is off or has no answer.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -11,8 +11,8 @@ pub struct Enrichment {
     pub src_class: Option<AddrClass>,
     pub dst_class: Option<AddrClass>,
     pub rule_kind: Option<RuleKind>,
-    /// What is known about each address: an index into the batch's `addresses`.
-    /// Shared per batch rather than per event, so an event carries no reference counts.
+    /// What is known about each address: an index into the batch's [`AddressTable`]
+    /// (shared, so that an event carries no reference counts).
     pub src: Option<u32>,
     pub dst: Option<u32>,
 }
@@ -30,6 +30,50 @@ pub struct AddressFacts {
 impl AddressFacts {
     pub fn is_empty(&self) -> bool {
         self.asset.is_none() && self.geo.is_none() && self.dns.is_none()
+    }
+}
+
+/// The addresses the enrichment says something about, numbered, shared by consecutive
+/// batches (one table per "epoch" of the enricher): an address recurs in thousands of
+/// events and hundreds of batches, so its facts are stored, and encoded by each sink,
+/// once per table rather than once per batch.
+///
+/// The enricher appends entries while sinks read earlier ones; an entry is set once and
+/// never changes, and a batch refers only to entries set before it was sent.
+#[derive(Debug)]
+pub struct AddressTable {
+    id: u64,
+    entries: Box<[OnceLock<AddressFacts>]>,
+}
+
+impl AddressTable {
+    pub fn new(id: u64, capacity: usize) -> Self {
+        AddressTable {
+            id,
+            entries: (0..capacity).map(|_| OnceLock::new()).collect(),
+        }
+    }
+
+    /// Tells tables apart (encoders keep per-table state).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Entry `index`; it must have been set (an index comes from the enricher that set it).
+    pub fn get(&self, index: u32) -> &AddressFacts {
+        self.entries[index as usize]
+            .get()
+            .expect("an address index refers to a set entry")
+    }
+
+    /// Sets entry `index`, which must be unset and below the capacity.
+    pub fn set(&self, index: u32, facts: AddressFacts) {
+        let fresh = self.entries[index as usize].set(facts).is_ok();
+        assert!(fresh, "address table entry {index} set twice");
     }
 }
 

@@ -2,17 +2,13 @@
 //! part switched on or off: the IANA service name of the destination port, the class of
 //! each address (private, public, Azure platform, ...), and the kind of rule.
 
+use crate::epoch::{Epoch, Recent, TableFull};
 use crate::geoip::GeoLookup;
 use crate::inventory::InventoryFile;
 use crate::lookup_cache::{CacheCounts, LookupCache};
 use crate::rdns::{RdnsConfig, ReverseDns};
-use flowgate_core::hash::FastHasher;
-use flowgate_core::{
-    AddrClass, AddressFacts, Asset, Enrichment, EventBatch, Geo, LogKind, Protocol, RuleKind,
-};
+use flowgate_core::{AddrClass, AddressFacts, Enrichment, EventBatch, LogKind, Protocol, RuleKind};
 use serde::Deserialize;
-use std::collections::HashMap;
-use std::hash::BuildHasherDefault;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -115,7 +111,8 @@ impl EnrichConfig {
             geo,
             addresses: LookupCache::new("address", self.cache_size),
             rdns,
-            in_batch: HashMap::default(),
+            epoch: Epoch::new(0, self.cache_size.min(EPOCH_ADDRESSES), 0),
+            batch_number: 0,
         })
     }
 }
@@ -125,24 +122,27 @@ pub struct Enricher {
     config: EnrichConfig,
     inventory: Option<InventoryFile>,
     geo: Option<GeoLookup>,
-    /// What the inventory and the GeoIP databases say about each address, looked up
-    /// once per address and cached: one cache lookup per address and event.
+    /// What the inventory and the GeoIP databases say about each address: the bounded
+    /// LRU cache, with its hit, miss and eviction counts, behind `epoch`.
     addresses: LookupCache<AddressInfo>,
     rdns: Option<ReverseDns>,
-    /// This batch's addresses: class and index into `EventBatch::addresses`. The cache
-    /// (and its bookkeeping) is asked once per address and batch, not per event.
-    in_batch: HashMap<IpAddr, Side, BuildHasherDefault<FastHasher>>,
+    /// The addresses of recent batches and their facts, shared by those batches.
+    epoch: Epoch,
+    /// Numbers batches (see `Recent::checked`).
+    batch_number: u32,
 }
 
-/// An address's class and the index of its facts in the batch (`Enrichment::src`).
+/// Addresses an epoch remembers at most (16 bytes each in its map).
+const EPOCH_ADDRESSES: usize = 16_384;
+
+/// An address's class and the index of its facts in the batch's table (`Enrichment::src`).
 type Side = (AddrClass, Option<u32>);
 
-/// Everything known about one address from local data.
+/// Everything known about one address from local data (the inventory and GeoIP).
 #[derive(Clone)]
 struct AddressInfo {
     class: AddrClass,
-    asset: Option<Arc<Asset>>,
-    geo: Option<Arc<Geo>>,
+    facts: AddressFacts,
 }
 
 /// IANA service names of well-known destination ports (TCP and UDP alike, as assigned).
@@ -214,7 +214,7 @@ pub fn service_name(protocol: Protocol, port: u16) -> Option<&'static str> {
 impl Enricher {
     pub fn enrich(&mut self, batch: &mut EventBatch) {
         batch.enrichment.clear();
-        batch.addresses.clear();
+        batch.addresses = None;
         if !self.config.any() {
             return;
         }
@@ -222,9 +222,31 @@ impl Enricher {
             rdns.prepare(batch.events.iter().flat_map(|e| [e.src_ip, e.dst_ip]));
         }
         let looks_up = self.inventory.is_some() || self.geo.is_some() || self.rdns.is_some();
-        self.in_batch.clear();
+        if looks_up && self.epoch.is_full() {
+            self.next_epoch(0);
+        }
+        batch.enrichment = match self.enrich_events(batch, looks_up) {
+            Ok(out) => out,
+            Err(TableFull) => {
+                // A new epoch's table holds two addresses per event: the batch fits.
+                self.next_epoch(2 * batch.events.len());
+                self.enrich_events(batch, looks_up)
+                    .expect("a batch fits in a new epoch")
+            }
+        };
+        if looks_up {
+            batch.addresses = Some(Arc::clone(self.epoch.table()));
+        }
+        self.after_batch();
+    }
+
+    fn enrich_events(
+        &mut self,
+        batch: &EventBatch,
+        looks_up: bool,
+    ) -> Result<Vec<Enrichment>, TableFull> {
+        self.batch_number = self.batch_number.wrapping_add(1);
         let mut out = Vec::with_capacity(batch.events.len());
-        let mut addresses = Vec::new();
         // The previous event's answer per side: a NIC's own address recurs on one side of
         // most of its events, and comparing is cheaper than hashing.
         let mut last: [Option<(IpAddr, Side)>; 2] = [None, None];
@@ -232,14 +254,14 @@ impl Enricher {
             let (g, r) = batch.context_of(e);
             let ((src_class, src), (dst_class, dst)) = if looks_up {
                 let mut answer = |side: usize, ip: IpAddr, this: &mut Self| match last[side] {
-                    Some((known, answer)) if known == ip => answer,
+                    Some((known, answer)) if known == ip => Ok(answer),
                     _ => {
-                        let answer = this.side(ip, &mut addresses);
+                        let answer = this.side(ip)?;
                         last[side] = Some((ip, answer));
-                        answer
+                        Ok(answer)
                     }
                 };
-                (answer(0, e.src_ip, self), answer(1, e.dst_ip, self))
+                (answer(0, e.src_ip, self)?, answer(1, e.dst_ip, self)?)
             } else {
                 (
                     (address_class(e.src_ip), None),
@@ -261,28 +283,50 @@ impl Enricher {
                 dst,
             });
         }
-        batch.enrichment = out;
-        batch.addresses = addresses;
-        self.after_batch();
+        Ok(out)
     }
 
-    /// The class of `ip` and the index of its facts in this batch (added on first sight).
-    fn side(&mut self, ip: IpAddr, addresses: &mut Vec<AddressFacts>) -> Side {
-        if let Some(known) = self.in_batch.get(&ip) {
-            return *known;
-        }
-        let info = self.address(ip);
-        let facts = AddressFacts {
-            asset: info.asset,
-            geo: info.geo,
-            dns: self.rdns.as_mut().and_then(|r| r.name(ip)),
+    /// Starts a new epoch whose table holds at least `min_entries` facts.
+    fn next_epoch(&mut self, min_entries: usize) {
+        let max = self.config.cache_size.min(EPOCH_ADDRESSES);
+        self.epoch = Epoch::new(self.epoch.id() + 1, max, min_entries);
+    }
+
+    /// The class of `ip` and the index of its facts in the epoch's table.
+    fn side(&mut self, ip: IpAddr) -> Result<Side, TableFull> {
+        let batch = self.batch_number;
+        let recent = match self.epoch.get_mut(ip) {
+            Some(r) => {
+                self.addresses.count_hit();
+                let found = *r;
+                r.checked = batch;
+                match &mut self.rdns {
+                    // A name may have arrived or expired since the last batch.
+                    Some(rdns) if found.checked != batch => {
+                        let name = rdns.name(ip);
+                        let facts = found.index().map(|i| self.epoch.facts(i));
+                        if facts.and_then(|f| f.dns.as_ref()) == name.as_ref() {
+                            return Ok((found.class, found.index()));
+                        }
+                        let facts = AddressFacts {
+                            dns: name,
+                            ..facts.cloned().unwrap_or_default()
+                        };
+                        Recent::new(found.class, self.epoch.add(facts)?, batch)
+                    }
+                    _ => return Ok((found.class, found.index())),
+                }
+            }
+            None => {
+                let AddressInfo { class, mut facts } = self.address(ip);
+                if let Some(rdns) = &mut self.rdns {
+                    facts.dns = rdns.name(ip);
+                }
+                Recent::new(class, self.epoch.add(facts)?, batch)
+            }
         };
-        let index = (!facts.is_empty()).then(|| {
-            addresses.push(facts);
-            (addresses.len() - 1) as u32
-        });
-        self.in_batch.insert(ip, (info.class, index));
-        (info.class, index)
+        self.epoch.insert(ip, recent);
+        Ok((recent.class, recent.index()))
     }
 
     /// The class, inventory entry and GeoIP data of `ip`, through the cache.
@@ -291,20 +335,22 @@ impl Enricher {
         if inventory.is_none() && geo.is_none() {
             return AddressInfo {
                 class: address_class(ip),
-                asset: None,
-                geo: None,
+                facts: AddressFacts::default(),
             };
         }
         self.addresses.get_or_insert_with(ip, || {
             let class = address_class(ip);
             AddressInfo {
                 class,
-                asset: inventory.as_ref().and_then(|i| i.lookup(ip)),
-                // Private addresses are in no GeoIP database.
-                geo: geo
-                    .as_ref()
-                    .filter(|_| class == AddrClass::Public)
-                    .and_then(|g| g.lookup(ip)),
+                facts: AddressFacts {
+                    asset: inventory.as_ref().and_then(|i| i.lookup(ip)),
+                    // Private addresses are in no GeoIP database.
+                    geo: geo
+                        .as_ref()
+                        .filter(|_| class == AddrClass::Public)
+                        .and_then(|g| g.lookup(ip)),
+                    dns: None,
+                },
             }
         })
     }
@@ -321,6 +367,7 @@ impl Enricher {
         }
         if changed {
             self.addresses.clear();
+            self.next_epoch(0);
         }
         if let Some(rdns) = &mut self.rdns {
             rdns.after_batch();

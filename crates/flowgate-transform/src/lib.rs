@@ -6,6 +6,7 @@
 //! a bad record never drops the rest of the batch.
 
 pub mod enrich;
+mod epoch;
 pub mod filter;
 mod flatten;
 pub mod geoip;

@@ -46,6 +46,12 @@ impl<V: Clone> LookupCache<V> {
         found
     }
 
+    /// Counts a hit answered in front of the cache (the enricher's table of recent
+    /// addresses).
+    pub fn count_hit(&mut self) {
+        self.counts.hits += 1;
+    }
+
     /// The cached answer, if any (counted as a hit or a miss).
     pub fn get(&mut self, ip: &IpAddr) -> Option<V> {
         let found = self.cache.get(ip).cloned();

@@ -12,10 +12,10 @@ pub mod syslog;
 pub mod write;
 
 use flowgate_core::{
-    Action, AddressFacts, Asset, Enrichment, EventBatch, FlowEvent, Geo, LogKind, Protocol, Summary,
+    Action, AddressFacts, AddressTable, Asset, Enrichment, EventBatch, FlowEvent, Geo, LogKind,
+    Protocol, Summary,
 };
 use serde::Deserialize;
-use std::ops::Range;
 pub use syslog::{SyslogConfig, SyslogHeader, SyslogKind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -67,7 +67,7 @@ pub struct Encoder {
     syslog: Option<SyslogHeader>,
     framing: Framing,
     cache: GroupCache,
-    addresses: AddressFragments,
+    addresses: AddressForms,
     scratch: Vec<u8>,
     /// Average message length of the last batch.
     bytes_per_event: usize,
@@ -80,7 +80,7 @@ impl Encoder {
             syslog,
             framing,
             cache: GroupCache::default(),
-            addresses: AddressFragments::default(),
+            addresses: AddressForms::default(),
             scratch: Vec::new(),
             bytes_per_event: 320,
         }
@@ -92,7 +92,9 @@ impl Encoder {
         // messages are longer: size by the last batch's).
         let start = out.len();
         out.reserve(batch.events.len() * (self.bytes_per_event + 32));
-        self.addresses.start_batch(batch.addresses.len());
+        if let Some(table) = &batch.addresses {
+            self.addresses.start_batch(table);
+        }
         let mut current_group = None;
         for (i, e) in batch.events.iter().enumerate() {
             if current_group != Some(e.group) {
@@ -150,11 +152,11 @@ impl Encoder {
         if let Some(h) = &self.syslog {
             h.write(e, out);
         }
-        let sides = match extra {
-            Some(x) => self.addresses.sides(self.format, batch, x),
-            None => [0..0, 0..0],
+        let sides = match (extra, &batch.addresses) {
+            (Some(x), Some(table)) => self.addresses.sides(self.format, table, x),
+            _ => [Span::EMPTY; 2],
         };
-        let [src, dst] = sides.map(|r| &self.addresses.bytes[r]);
+        let [src, dst] = sides.map(|span| self.addresses.bytes(span));
         match self.format {
             Format::Cef => {
                 cef::event(e, &self.cache, out);
@@ -243,32 +245,72 @@ const LEEF_GEO_KEYS: GeoKeys = [
 ];
 
 /// The fields of each address the enrichment knows something about (inventory entry,
-/// GeoIP, DNS name), escaped for the format once per address, side and batch: an address
-/// recurs in many events of a batch, and escaping for each would cost more than the rest
-/// of the message.
+/// GeoIP, DNS name), escaped for the format once per address and side for as long as the
+/// enricher keeps the address in its [`AddressTable`] (an address recurs in thousands of
+/// events: escaping per event, or even per batch, cost more than the rest of the message).
+/// Kept in one buffer, so that the fields of the addresses in use stay in the CPU's cache.
 #[derive(Default)]
-struct AddressFragments {
+struct AddressForms {
+    /// The table (`AddressTable::id`) the forms belong to.
+    table: Option<u64>,
     bytes: Vec<u8>,
-    /// Per `EventBatch::addresses` index: the source-side and destination-side ranges.
-    ranges: Vec<[Option<Range<usize>>; 2]>,
+    /// Per table index: the source-side and destination-side fields in `bytes`.
+    spans: Vec<[Span; 2]>,
 }
 
-impl AddressFragments {
-    fn start_batch(&mut self, addresses: usize) {
-        self.bytes.clear();
-        self.ranges.clear();
-        self.ranges.resize(addresses, [None, None]);
+/// A piece of a buffer (`u32`s: these buffers are small and read for every event).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Span {
+    start: u32,
+    len: u32,
+}
+
+impl Span {
+    const EMPTY: Span = Span { start: 0, len: 0 };
+    const UNSET: Span = Span {
+        start: u32::MAX,
+        len: 0,
+    };
+
+    /// The span from `start` to the end of `buffer`.
+    fn since(start: usize, buffer: &[u8]) -> Span {
+        Span {
+            start: start as u32,
+            len: (buffer.len() - start) as u32,
+        }
     }
 
-    /// The ranges of `bytes` holding the event's source and destination fields.
-    fn sides(&mut self, format: Format, batch: &EventBatch, x: &Enrichment) -> [Range<usize>; 2] {
-        let mut out = [0..0, 0..0];
+    fn of(self, buffer: &[u8]) -> &[u8] {
+        &buffer[self.start as usize..][..self.len as usize]
+    }
+}
+
+/// Forms kept per table before starting over (the tables are bounded; this bounds what
+/// very long inventory names could add, and keeps offsets far below `u32::MAX`).
+const MAX_FORM_BYTES: usize = 64 << 20;
+
+impl AddressForms {
+    fn start_batch(&mut self, table: &AddressTable) {
+        if self.table != Some(table.id()) || self.bytes.len() > MAX_FORM_BYTES {
+            self.table = Some(table.id());
+            self.bytes.clear();
+            self.spans.clear();
+        }
+    }
+
+    /// Where the event's source and destination fields are in `bytes` (encoded now if
+    /// this is their first use).
+    fn sides(&mut self, format: Format, table: &AddressTable, x: &Enrichment) -> [Span; 2] {
+        let mut out = [Span::EMPTY; 2];
         for (side, index) in [x.src, x.dst].into_iter().enumerate() {
             let Some(i) = index else { continue };
             let i = i as usize;
-            if self.ranges[i][side].is_none() {
+            if i >= self.spans.len() {
+                self.spans.resize(i + 1, [Span::UNSET; 2]);
+            }
+            if self.spans[i][side] == Span::UNSET {
                 let start = self.bytes.len();
-                let facts = &batch.addresses[i];
+                let facts = table.get(i as u32);
                 match format {
                     Format::Cef => {
                         let keys = (&CEF_ASSET_KEYS[side], &CEF_GEO_KEYS[side]);
@@ -280,11 +322,15 @@ impl AddressFragments {
                     }
                     Format::Json => json::address_fields(facts, side, &mut self.bytes),
                 }
-                self.ranges[i][side] = Some(start..self.bytes.len());
+                self.spans[i][side] = Span::since(start, &self.bytes);
             }
-            out[side] = self.ranges[i][side].clone().expect("rendered");
+            out[side] = self.spans[i][side];
         }
         out
+    }
+
+    fn bytes(&self, span: Span) -> &[u8] {
+        span.of(&self.bytes)
     }
 }
 
