@@ -1,13 +1,14 @@
 //! What `[enrich]` adds to an event (computed in flowgate-transform, written by the
 //! encoders).
 
+use crate::event::Protocol;
 use std::sync::{Arc, OnceLock};
 
 /// One event's additions; `None` where that enrichment is off or has no answer.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Enrichment {
     /// IANA service name of the destination port.
-    pub service: Option<&'static str>,
+    pub service: Option<Service>,
     pub src_class: Option<AddrClass>,
     pub dst_class: Option<AddrClass>,
     pub rule_kind: Option<RuleKind>,
@@ -16,6 +17,98 @@ pub struct Enrichment {
     pub src: Option<u32>,
     pub dst: Option<u32>,
 }
+
+/// The IANA service name of a well-known destination port: an index into a fixed table,
+/// so that an encoder can keep each one's field rendered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Service(u8);
+
+impl Service {
+    pub const COUNT: usize = SERVICES.len();
+
+    /// The service of a TCP or UDP destination port, if it is a well-known one.
+    pub fn of(protocol: Protocol, port: u16) -> Option<Service> {
+        if protocol != Protocol::TCP && protocol != Protocol::UDP {
+            return None;
+        }
+        let index = SERVICES.binary_search_by_key(&port, |&(p, _)| p).ok()?;
+        Some(Service(index as u8))
+    }
+
+    pub fn as_str(self) -> &'static str {
+        SERVICES[self.index()].1
+    }
+
+    /// Its position in the table, below [`Service::COUNT`].
+    pub fn index(self) -> usize {
+        usize::from(self.0)
+    }
+
+    pub fn all() -> impl Iterator<Item = Service> {
+        (0..Self::COUNT as u8).map(Service)
+    }
+}
+
+/// Well-known ports and their IANA service names (TCP and UDP alike, as assigned),
+/// sorted by port.
+const SERVICES: [(u16, &str); 56] = [
+    (20, "ftp-data"),
+    (21, "ftp"),
+    (22, "ssh"),
+    (23, "telnet"),
+    (25, "smtp"),
+    (53, "domain"),
+    (67, "bootps"),
+    (68, "bootpc"),
+    (69, "tftp"),
+    (80, "http"),
+    (88, "kerberos"),
+    (110, "pop3"),
+    (123, "ntp"),
+    (135, "epmap"),
+    (137, "netbios-ns"),
+    (138, "netbios-dgm"),
+    (139, "netbios-ssn"),
+    (143, "imap"),
+    (161, "snmp"),
+    (162, "snmptrap"),
+    (389, "ldap"),
+    (443, "https"),
+    (445, "microsoft-ds"),
+    (464, "kpasswd"),
+    (465, "submissions"),
+    (500, "isakmp"),
+    (514, "syslog"),
+    (587, "submission"),
+    (636, "ldaps"),
+    (853, "domain-s"),
+    (993, "imaps"),
+    (995, "pop3s"),
+    (1433, "ms-sql-s"),
+    (1434, "ms-sql-m"),
+    (1812, "radius"),
+    (1813, "radius-acct"),
+    (2049, "nfs"),
+    (2375, "docker"),
+    (2376, "docker-s"),
+    (3268, "msft-gc"),
+    (3269, "msft-gc-ssl"),
+    (3306, "mysql"),
+    (3389, "ms-wbt-server"),
+    (4500, "ipsec-nat-t"),
+    (5060, "sip"),
+    (5061, "sips"),
+    (5432, "postgresql"),
+    (5671, "amqps"),
+    (5672, "amqp"),
+    (5985, "wsman"),
+    (5986, "wsmans"),
+    (6379, "redis"),
+    (6514, "syslog-tls"),
+    (8080, "http-alt"),
+    (8443, "pcsync-https"),
+    (27017, "mongodb"),
+];
 
 /// What the inventory, the GeoIP databases and reverse DNS say about one address.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -92,6 +185,18 @@ pub enum AddrClass {
 }
 
 impl AddrClass {
+    /// Every class, in declaration order (`class as usize` indexes it).
+    pub const ALL: [AddrClass; 8] = [
+        AddrClass::Private,
+        AddrClass::Public,
+        AddrClass::AzurePlatform,
+        AddrClass::Loopback,
+        AddrClass::LinkLocal,
+        AddrClass::Multicast,
+        AddrClass::Shared,
+        AddrClass::Unspecified,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             AddrClass::Private => "private",
@@ -118,6 +223,14 @@ pub enum RuleKind {
 }
 
 impl RuleKind {
+    /// Every kind, in declaration order (`kind as usize` indexes it).
+    pub const ALL: [RuleKind; 4] = [
+        RuleKind::Default,
+        RuleKind::User,
+        RuleKind::VnetAcl,
+        RuleKind::Other,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             RuleKind::Default => "default",
@@ -155,5 +268,40 @@ pub struct Geo {
 impl Geo {
     pub fn is_empty(&self) -> bool {
         *self == Geo::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn services() {
+        let name = |p: Protocol, port: u16| Service::of(p, port).map(Service::as_str);
+        assert_eq!(name(Protocol::TCP, 443), Some("https"));
+        assert_eq!(name(Protocol::UDP, 53), Some("domain"));
+        assert_eq!(name(Protocol::TCP, 3389), Some("ms-wbt-server"));
+        assert_eq!(name(Protocol::TCP, 20), Some("ftp-data"), "the first");
+        assert_eq!(name(Protocol::TCP, 27017), Some("mongodb"), "the last");
+        assert_eq!(name(Protocol::ICMP, 443), None);
+        assert_eq!(name(Protocol::TCP, 40000), None);
+        assert!(
+            SERVICES.windows(2).all(|w| w[0].0 < w[1].0),
+            "sorted, no repeats"
+        );
+        assert_eq!(Service::all().count(), Service::COUNT);
+        assert!(Service::all().enumerate().all(|(i, s)| s.index() == i));
+    }
+
+    #[test]
+    fn all_lists_every_variant_in_order() {
+        assert!(AddrClass::ALL
+            .iter()
+            .enumerate()
+            .all(|(i, c)| *c as usize == i));
+        assert!(RuleKind::ALL
+            .iter()
+            .enumerate()
+            .all(|(i, k)| *k as usize == i));
     }
 }

@@ -19,7 +19,9 @@ pub mod time;
 
 pub use ack::{Ack, AckSender, BatchStatus, Finalizer};
 pub use batch::{Delivery, EventBatch, Origin, RecordBatch, Summary};
-pub use enrichment::{AddrClass, AddressFacts, AddressTable, Asset, Enrichment, Geo, RuleKind};
+pub use enrichment::{
+    AddrClass, AddressFacts, AddressTable, Asset, Enrichment, Geo, RuleKind, Service,
+};
 pub use event::{
     Action, Direction, Encryption, FlowEvent, FlowGroup, FlowState, LogKind, Mac, Protocol,
     RecordContext,

@@ -7,7 +7,7 @@ use crate::geoip::GeoLookup;
 use crate::inventory::InventoryFile;
 use crate::lookup_cache::{CacheCounts, LookupCache};
 use crate::rdns::{RdnsConfig, ReverseDns};
-use flowgate_core::{AddrClass, AddressFacts, Enrichment, EventBatch, LogKind, Protocol, RuleKind};
+use flowgate_core::{AddrClass, AddressFacts, Enrichment, EventBatch, LogKind, RuleKind, Service};
 use serde::Deserialize;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -145,72 +145,6 @@ struct AddressInfo {
     facts: AddressFacts,
 }
 
-/// IANA service names of well-known destination ports (TCP and UDP alike, as assigned).
-pub fn service_name(protocol: Protocol, port: u16) -> Option<&'static str> {
-    if protocol != Protocol::TCP && protocol != Protocol::UDP {
-        return None;
-    }
-    Some(match port {
-        20 => "ftp-data",
-        21 => "ftp",
-        22 => "ssh",
-        23 => "telnet",
-        25 => "smtp",
-        53 => "domain",
-        67 => "bootps",
-        68 => "bootpc",
-        69 => "tftp",
-        80 => "http",
-        88 => "kerberos",
-        110 => "pop3",
-        123 => "ntp",
-        135 => "epmap",
-        137 => "netbios-ns",
-        138 => "netbios-dgm",
-        139 => "netbios-ssn",
-        143 => "imap",
-        161 => "snmp",
-        162 => "snmptrap",
-        389 => "ldap",
-        443 => "https",
-        445 => "microsoft-ds",
-        464 => "kpasswd",
-        465 => "submissions",
-        500 => "isakmp",
-        514 => "syslog",
-        587 => "submission",
-        636 => "ldaps",
-        853 => "domain-s",
-        993 => "imaps",
-        995 => "pop3s",
-        1433 => "ms-sql-s",
-        1434 => "ms-sql-m",
-        1812 => "radius",
-        1813 => "radius-acct",
-        2049 => "nfs",
-        2375 => "docker",
-        2376 => "docker-s",
-        3268 => "msft-gc",
-        3269 => "msft-gc-ssl",
-        3306 => "mysql",
-        3389 => "ms-wbt-server",
-        4500 => "ipsec-nat-t",
-        5060 => "sip",
-        5061 => "sips",
-        5432 => "postgresql",
-        5671 => "amqps",
-        5672 => "amqp",
-        5985 => "wsman",
-        5986 => "wsmans",
-        6379 => "redis",
-        6514 => "syslog-tls",
-        8080 => "http-alt",
-        8443 => "pcsync-https",
-        27017 => "mongodb",
-        _ => return None,
-    })
-}
-
 impl Enricher {
     pub fn enrich(&mut self, batch: &mut EventBatch) {
         batch.enrichment.clear();
@@ -250,8 +184,21 @@ impl Enricher {
         // The previous event's answer per side: a NIC's own address recurs on one side of
         // most of its events, and comparing is cheaper than hashing.
         let mut last: [Option<(IpAddr, Side)>; 2] = [None, None];
+        // The rule kind of the current group (events come group by group).
+        let mut group_kind: Option<(u32, Option<RuleKind>)> = None;
         for e in &batch.events {
-            let (g, r) = batch.context_of(e);
+            let rule_kind = match group_kind {
+                Some((group, kind)) if group == e.group => kind,
+                _ => {
+                    let (g, r) = batch.context_of(e);
+                    let kind = self
+                        .config
+                        .rule_kinds
+                        .then(|| rule_kind(&g.rule, r.kind == LogKind::VNet));
+                    group_kind = Some((e.group, kind));
+                    kind
+                }
+            };
             let ((src_class, src), (dst_class, dst)) = if looks_up {
                 let mut answer = |side: usize, ip: IpAddr, this: &mut Self| match last[side] {
                     Some((known, answer)) if known == ip => Ok(answer),
@@ -272,13 +219,11 @@ impl Enricher {
             out.push(Enrichment {
                 service: config
                     .service_names
-                    .then(|| service_name(e.protocol, e.dst_port))
+                    .then(|| Service::of(e.protocol, e.dst_port))
                     .flatten(),
                 src_class: config.address_classes.then_some(src_class),
                 dst_class: config.address_classes.then_some(dst_class),
-                rule_kind: config
-                    .rule_kinds
-                    .then(|| rule_kind(&g.rule, r.kind == LogKind::VNet)),
+                rule_kind,
                 src,
                 dst,
             });
@@ -299,22 +244,20 @@ impl Enricher {
             Some(r) => {
                 self.addresses.count_hit();
                 let found = *r;
-                r.checked = batch;
-                match &mut self.rdns {
-                    // A name may have arrived or expired since the last batch.
-                    Some(rdns) if found.checked != batch => {
-                        let name = rdns.name(ip);
-                        let facts = found.index().map(|i| self.epoch.facts(i));
-                        if facts.and_then(|f| f.dns.as_ref()) == name.as_ref() {
-                            return Ok((found.class, found.index()));
-                        }
-                        let facts = AddressFacts {
-                            dns: name,
-                            ..facts.cloned().unwrap_or_default()
-                        };
-                        Recent::new(found.class, self.epoch.add(facts)?, batch)
-                    }
-                    _ => return Ok((found.class, found.index())),
+                let Some(rdns) = self.rdns.as_mut().filter(|_| found.checked != batch) else {
+                    return Ok((found.class, found.index()));
+                };
+                // A name may have arrived or expired since the last batch.
+                let name = rdns.name(ip);
+                let facts = found.index().map(|i| self.epoch.facts(i));
+                if facts.and_then(|f| f.dns.as_ref()) == name.as_ref() {
+                    found.checked_in(batch)
+                } else {
+                    let facts = AddressFacts {
+                        dns: name,
+                        ..facts.cloned().unwrap_or_default()
+                    };
+                    Recent::new(found.class, self.epoch.add(facts)?, batch)
                 }
             }
             None => {
@@ -453,12 +396,7 @@ mod tests {
     }
 
     #[test]
-    fn services_and_rules() {
-        assert_eq!(service_name(Protocol::TCP, 443), Some("https"));
-        assert_eq!(service_name(Protocol::UDP, 53), Some("domain"));
-        assert_eq!(service_name(Protocol::TCP, 3389), Some("ms-wbt-server"));
-        assert_eq!(service_name(Protocol::ICMP, 443), None);
-        assert_eq!(service_name(Protocol::TCP, 40000), None);
+    fn rule_kinds() {
         assert_eq!(
             rule_kind("DefaultRule_AllowInternetOutBound", false),
             RuleKind::Default

@@ -47,6 +47,14 @@ impl Recent {
         }
     }
 
+    /// The same, asked by batch `batch`.
+    pub fn checked_in(self, batch: u32) -> Recent {
+        Recent {
+            checked: batch,
+            ..self
+        }
+    }
+
     /// The index of the address's facts in the table, if there are any.
     pub fn index(&self) -> Option<u32> {
         (self.index != NO_FACTS).then_some(self.index)

@@ -1,9 +1,7 @@
 //! One JSON object per tuple, with the stable names listed in docs/FORMATS.md.
 
 use super::{escape, write, GroupCache};
-use flowgate_core::{
-    AddressFacts, Enrichment, FlowEvent, FlowGroup, Geo, Origin, RecordContext, Summary,
-};
+use flowgate_core::{AddressFacts, FlowEvent, FlowGroup, Geo, Origin, RecordContext, Summary};
 
 pub(super) fn group(o: &Origin, g: &FlowGroup, r: &RecordContext, c: &mut GroupCache) {
     let b = &mut c.tail;
@@ -111,8 +109,7 @@ fn string(out: &mut Vec<u8>, key: &[u8], value: &str) {
 
 pub(super) fn event(
     e: &FlowEvent,
-    extra: Option<&Enrichment>,
-    sides: [&[u8]; 2],
+    enriched: Option<[&[u8]; 4]>,
     summary: Option<&Summary>,
     c: &GroupCache,
     out: &mut Vec<u8>,
@@ -152,10 +149,8 @@ pub(super) fn event(
     write::optional_uint(out, b",\"bytes_src_to_dst\":", e.bytes_src_to_dst);
     write::optional_uint(out, b",\"packets_dst_to_src\":", e.packets_dst_to_src);
     write::optional_uint(out, b",\"bytes_dst_to_src\":", e.bytes_dst_to_src);
-    if let Some(x) = extra {
-        super::enrichment(x, super::JSON_KEYS, b"\"", out);
-        out.extend_from_slice(sides[0]);
-        out.extend_from_slice(sides[1]);
+    for piece in enriched.iter().flatten() {
+        out.extend_from_slice(piece);
     }
     if let Some(s) = summary {
         out.extend_from_slice(b",\"first_seen\":\"");

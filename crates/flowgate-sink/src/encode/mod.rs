@@ -12,8 +12,8 @@ pub mod syslog;
 pub mod write;
 
 use flowgate_core::{
-    Action, AddressFacts, AddressTable, Asset, Enrichment, EventBatch, FlowEvent, Geo, LogKind,
-    Protocol, Summary,
+    Action, AddrClass, AddressFacts, AddressTable, Asset, Enrichment, EventBatch, FlowEvent, Geo,
+    LogKind, Protocol, RuleKind, Service, Summary,
 };
 use serde::Deserialize;
 pub use syslog::{SyslogConfig, SyslogHeader, SyslogKind};
@@ -67,6 +67,7 @@ pub struct Encoder {
     syslog: Option<SyslogHeader>,
     framing: Framing,
     cache: GroupCache,
+    fixed: FixedFields,
     addresses: AddressForms,
     scratch: Vec<u8>,
     /// Average message length of the last batch.
@@ -80,6 +81,7 @@ impl Encoder {
             syslog,
             framing,
             cache: GroupCache::default(),
+            fixed: FixedFields::new(format),
             addresses: AddressForms::default(),
             scratch: Vec::new(),
             bytes_per_event: 320,
@@ -152,18 +154,22 @@ impl Encoder {
         if let Some(h) = &self.syslog {
             h.write(e, out);
         }
-        let sides = match (extra, &batch.addresses) {
-            (Some(x), Some(table)) => self.addresses.sides(self.format, table, x),
-            _ => [Span::EMPTY; 2],
-        };
-        let [src, dst] = sides.map(|span| self.addresses.bytes(span));
+        // The enrichment's fields in four pre-rendered pieces: service, classes and rule
+        // kind, source address, destination address.
+        let enriched = extra.map(|x| {
+            let sides = match &batch.addresses {
+                Some(table) => self.addresses.sides(self.format, table, x),
+                None => [Span::EMPTY; 2],
+            };
+            let [service, classes] = self.fixed.pieces(x);
+            let [src, dst] = sides.map(|span| self.addresses.bytes(span));
+            [service, classes, src, dst]
+        });
         match self.format {
             Format::Cef => {
                 cef::event(e, &self.cache, out);
-                if let Some(x) = extra {
-                    enrichment(x, CEF_KEYS, b"", out);
-                    out.extend_from_slice(src);
-                    out.extend_from_slice(dst);
+                for piece in enriched.iter().flatten() {
+                    out.extend_from_slice(piece);
                 }
                 if let Some(s) = summary {
                     summary_fields(e, s, [b" start=", b" end=", b" cnt="], out);
@@ -171,10 +177,8 @@ impl Encoder {
             }
             Format::Leef => {
                 leef::event(e, &self.cache, out);
-                if let Some(x) = extra {
-                    enrichment(x, LEEF_KEYS, b"", out);
-                    out.extend_from_slice(src);
-                    out.extend_from_slice(dst);
+                for piece in enriched.iter().flatten() {
+                    out.extend_from_slice(piece);
                 }
                 if let Some(s) = summary {
                     summary_fields(
@@ -185,7 +189,7 @@ impl Encoder {
                     );
                 }
             }
-            Format::Json => json::event(e, extra, [src, dst], summary, &self.cache, out),
+            Format::Json => json::event(e, enriched, summary, &self.cache, out),
         }
     }
 }
@@ -378,6 +382,78 @@ fn geo_fields(g: &Geo, keys: &[&[u8]; 7], escape: fn(&str, &mut Vec<u8>), out: &
     }
 }
 
+/// The enrichment's fixed-vocabulary fields (service name, address classes, rule kind),
+/// rendered for the format when the encoder is made: an event then copies two pieces
+/// instead of up to eight keys and values.
+struct FixedFields {
+    bytes: Vec<u8>,
+    /// Per `Service::index`.
+    services: Vec<Span>,
+    /// Per combination of source class, destination class and rule kind (each possibly
+    /// absent): see `FixedFields::combination`.
+    classes_and_kind: Vec<Span>,
+}
+
+impl FixedFields {
+    fn new(format: Format) -> Self {
+        let (keys, close): (Keys, &[u8]) = match format {
+            Format::Cef => (CEF_KEYS, b""),
+            Format::Leef => (LEEF_KEYS, b""),
+            Format::Json => (JSON_KEYS, b"\""),
+        };
+        let mut bytes = Vec::new();
+        let mut render = |x: Enrichment| {
+            let start = bytes.len();
+            enrichment(&x, keys, close, &mut bytes);
+            Span::since(start, &bytes)
+        };
+        let services = Service::all()
+            .map(|s| {
+                render(Enrichment {
+                    service: Some(s),
+                    ..Enrichment::default()
+                })
+            })
+            .collect();
+        let classes = || std::iter::once(None).chain(AddrClass::ALL.map(Some));
+        let mut classes_and_kind = Vec::new();
+        for src_class in classes() {
+            for dst_class in classes() {
+                for rule_kind in std::iter::once(None).chain(RuleKind::ALL.map(Some)) {
+                    let x = Enrichment {
+                        src_class,
+                        dst_class,
+                        rule_kind,
+                        ..Enrichment::default()
+                    };
+                    debug_assert_eq!(Self::combination(&x), classes_and_kind.len());
+                    classes_and_kind.push(render(x));
+                }
+            }
+        }
+        FixedFields {
+            bytes,
+            services,
+            classes_and_kind,
+        }
+    }
+
+    /// The index of `x`'s classes and rule kind in `classes_and_kind`.
+    fn combination(x: &Enrichment) -> usize {
+        let class = |c: Option<AddrClass>| c.map_or(0, |c| c as usize + 1);
+        let kind = x.rule_kind.map_or(0, |k| k as usize + 1);
+        let classes = AddrClass::ALL.len() + 1;
+        (class(x.src_class) * classes + class(x.dst_class)) * (RuleKind::ALL.len() + 1) + kind
+    }
+
+    /// The service field and the classes-and-kind fields of `x`.
+    fn pieces(&self, x: &Enrichment) -> [&[u8]; 2] {
+        let service = x.service.map_or(Span::EMPTY, |s| self.services[s.index()]);
+        let classes = self.classes_and_kind[Self::combination(x)];
+        [service.of(&self.bytes), classes.of(&self.bytes)]
+    }
+}
+
 /// Keys of the enrichment fields: service, source class, destination class, rule kind.
 type Keys = [&'static [u8]; 4];
 const CEF_KEYS: Keys = [
@@ -393,7 +469,7 @@ const LEEF_KEYS: Keys = [
     b"\truleKind=",
 ];
 
-pub(super) const JSON_KEYS: Keys = [
+const JSON_KEYS: Keys = [
     b",\"service\":\"",
     b",\"src_class\":\"",
     b",\"dst_class\":\"",
@@ -403,9 +479,9 @@ pub(super) const JSON_KEYS: Keys = [
 /// Writes the enrichment fields that are set, each value followed by `close` (JSON's
 /// closing quote). Their values come from fixed vocabularies (letters, digits, `-`, `_`):
 /// nothing to escape in any format.
-pub(super) fn enrichment(x: &Enrichment, keys: Keys, close: &[u8], out: &mut Vec<u8>) {
+fn enrichment(x: &Enrichment, keys: Keys, close: &[u8], out: &mut Vec<u8>) {
     let values = [
-        x.service,
+        x.service.map(Service::as_str),
         x.src_class.map(|c| c.as_str()),
         x.dst_class.map(|c| c.as_str()),
         x.rule_kind.map(|k| k.as_str()),
