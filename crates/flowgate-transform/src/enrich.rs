@@ -112,6 +112,7 @@ impl EnrichConfig {
             addresses: LookupCache::new("address", self.cache_size),
             rdns,
             epoch: Epoch::new(0, self.cache_size.min(EPOCH_ADDRESSES), 0),
+            table_entries: 0,
             batch_number: 0,
         })
     }
@@ -128,6 +129,8 @@ pub struct Enricher {
     rdns: Option<ReverseDns>,
     /// The addresses of recent batches and their facts, shared by those batches.
     epoch: Epoch,
+    /// Facts a new epoch's table holds at least (raised when a batch overflowed one).
+    table_entries: usize,
     /// Numbers batches (see `Recent::checked`).
     batch_number: u32,
 }
@@ -157,15 +160,20 @@ impl Enricher {
         }
         let looks_up = self.inventory.is_some() || self.geo.is_some() || self.rdns.is_some();
         if looks_up && self.epoch.is_full() {
-            self.next_epoch(0);
+            self.next_epoch(self.table_entries);
         }
         batch.enrichment = match self.enrich_events(batch, looks_up) {
             Ok(out) => out,
             Err(TableFull) => {
                 // A new epoch's table holds two addresses per event: the batch fits.
                 self.next_epoch(2 * batch.events.len());
-                self.enrich_events(batch, looks_up)
-                    .expect("a batch fits in a new epoch")
+                let out = self
+                    .enrich_events(batch, looks_up)
+                    .expect("a batch fits in a new epoch");
+                // Size later tables for batches like this one (within reason), so that
+                // a small `cache_size` does not make every batch overflow and run twice.
+                self.table_entries = (2 * self.epoch.used()).clamp(self.table_entries, 1 << 18);
+                out
             }
         };
         if looks_up {
@@ -310,7 +318,7 @@ impl Enricher {
         }
         if changed {
             self.addresses.clear();
-            self.next_epoch(0);
+            self.next_epoch(self.table_entries);
         }
         if let Some(rdns) = &mut self.rdns {
             rdns.after_batch();

@@ -93,6 +93,11 @@ impl Epoch {
         self.v4.len() + self.v6.len() >= self.max_addresses
     }
 
+    /// Facts in the table.
+    pub fn used(&self) -> usize {
+        self.used as usize
+    }
+
     /// Room for `entries` more facts.
     pub fn has_room(&self, entries: usize) -> bool {
         self.used as usize + entries <= self.table.capacity()
