@@ -23,7 +23,7 @@ fn tuples() -> Vec<Vec<String>> {
     ]]
 }
 
-fn build_databases(python: &Path, dir: &Path, layout: &str) {
+pub fn build_databases(python: &Path, dir: &Path, layout: &str) {
     let out = Command::new(python)
         .arg(repo().join("tests/tools/make_mmdb.py"))
         .arg(fixture("geoip.json"))

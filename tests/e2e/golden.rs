@@ -136,6 +136,41 @@ fn inventory_fields_in_every_format() {
     }
 }
 
+/// Everything but reverse DNS (which needs a DNS server: tests/e2e/rdns.rs): service
+/// names, classes, rule kinds, the inventory, and GeoIP and ASN from databases built from
+/// tests/fixtures/geoip.json, which covers the fixtures' public addresses.
+#[test]
+fn every_enrichment_with_inventory_and_geoip_in_every_format() {
+    let Some(python) = crate::support::python_with_cefp() else {
+        return;
+    };
+    let dbs = tempfile::tempdir().unwrap();
+    crate::geoip::build_databases(&python, dbs.path(), "geoip2");
+    let city = dbs.path().join("city.mmdb");
+    let asn = dbs.path().join("asn.mmdb");
+    let inventory = fixture_path("assets.csv");
+    for f in ["nsg-v2", "vnet", "nsg-edge"] {
+        for format in ["cef", "leef", "json"] {
+            check(
+                f,
+                &format!("all.{format}"),
+                &[
+                    "convert",
+                    "--enrich",
+                    "--inventory",
+                    &inventory,
+                    "--geoip-city",
+                    city.to_str().unwrap(),
+                    "--geoip-asn",
+                    asn.to_str().unwrap(),
+                    "--format",
+                    format,
+                ],
+            );
+        }
+    }
+}
+
 fn fixture_path(name: &str) -> String {
     fixture(name).to_str().unwrap().to_owned()
 }

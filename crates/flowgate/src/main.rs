@@ -59,6 +59,12 @@ enum Command {
         /// An asset inventory (CSV) to look both addresses up in.
         #[arg(long)]
         inventory: Option<PathBuf>,
+        /// A MaxMind-format City database (country, city, coordinates of public addresses).
+        #[arg(long)]
+        geoip_city: Option<PathBuf>,
+        /// A MaxMind-format ASN database (network owner of public addresses).
+        #[arg(long)]
+        geoip_asn: Option<PathBuf>,
         /// Files to read; `-` is stdin.
         #[arg(required = true)]
         files: Vec<PathBuf>,
@@ -136,6 +142,8 @@ fn main() -> ExitCode {
             subscription_tag,
             enrich,
             inventory,
+            geoip_city,
+            geoip_asn,
             files,
         } => run_convert(
             format,
@@ -149,6 +157,8 @@ fn main() -> ExitCode {
                     address_classes: enrich,
                     rule_kinds: enrich,
                     inventory,
+                    geoip_city,
+                    geoip_asn,
                     ..Default::default()
                 },
             },
