@@ -2,6 +2,7 @@
 //! and a real broker (tansu, from `scripts/kafka-deps.sh`): every event arrives, in order
 //! per key; a broker that goes down mid-stream loses nothing.
 
+use crate::operations::http_get;
 use crate::support::{fixture, flowgate, free_port, peer, wait_until, Instance};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -119,20 +120,53 @@ fn mock_cluster_gets_every_event_in_order_per_key() {
     assert_in_order_per_key(&got, &expected);
 }
 
+/// `/readyz` says `sink.kafka` is (or is not) ready within `timeout`.
+fn kafka_ready_becomes(api: u16, ready: bool, timeout: Duration) -> bool {
+    let want = if ready {
+        "sink.kafka: ok"
+    } else {
+        "sink.kafka: not ready"
+    };
+    wait_until(timeout, || {
+        http_get(api, "/readyz").is_some_and(|(_, body)| body.contains(want))
+    })
+}
+
 #[test]
 fn mock_broker_down_mid_stream_then_up_loses_nothing() {
     let mock = MockCluster::new(1).unwrap();
     mock.create_topic(TOPIC, PARTITIONS, 1).unwrap();
     let bootstrap = mock.bootstrap_servers();
     let v2 = fixture("nsg-v2.PT1H.json");
-    let (mut fg, mut expected) = setup(&[&v2], &bootstrap, "compression = \"lz4\"");
+    let api = free_port();
+    let (mut fg, mut expected) = setup(
+        &[&v2],
+        &bootstrap,
+        &format!("compression = \"lz4\"\n\n[api]\naddress = \"127.0.0.1:{api}\""),
+    );
     fg.start();
     let first = consume(&bootstrap, expected.len(), Duration::from_secs(30));
     assert_eq!(first.len(), expected.len());
-    // The broker goes away while flowgate is connected, and more flows arrive meanwhile.
+    assert!(kafka_ready_becomes(api, true, Duration::from_secs(10)));
+    // The broker goes away with nothing left to send: the sink is not ready until the
+    // broker is back, then it is without a delivery to prove it.
+    mock.broker_down(-1).unwrap();
+    assert!(
+        kafka_ready_becomes(api, false, Duration::from_secs(15)),
+        "{}",
+        fg.log()
+    );
+    mock.broker_up(-1).unwrap();
+    assert!(
+        kafka_ready_becomes(api, true, Duration::from_secs(20)),
+        "{}",
+        fg.log()
+    );
+    // Down again while flowgate is connected, and more flows arrive meanwhile.
     mock.broker_down(-1).unwrap();
     expected.extend(fg.add_input(1, &generated(2, 3)));
     std::thread::sleep(Duration::from_secs(3));
+    assert!(kafka_ready_becomes(api, false, Duration::ZERO));
     mock.broker_up(-1).unwrap();
     let got = consume(&bootstrap, expected.len(), Duration::from_secs(60));
     fg.stop();

@@ -144,6 +144,8 @@ impl KafkaSinkConfig {
             ),
             // The same partition for a key as Java clients choose.
             ("partitioner".into(), "murmur2_random".into()),
+            // Broker states for readiness (see `Context::stats`).
+            ("statistics.interval.ms".into(), "5000".into()),
         ];
         if !self.idempotence {
             // Without idempotence, retries of several requests in flight can reorder

@@ -14,7 +14,7 @@ use flowgate_core::{health, metric_names as m, BatchStatus, Delivery, Finalizer}
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
-use rdkafka::ClientContext;
+use rdkafka::{ClientContext, Statistics};
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -34,9 +34,32 @@ struct InFlight {
 
 struct Context {
     sink: String,
+    /// This sink's name in `/readyz`.
+    readiness: String,
 }
 
-impl ClientContext for Context {}
+impl ClientContext for Context {
+    /// librdkafka's global errors. With every broker down the sink is not ready; it keeps
+    /// retrying on its own, so nothing else changes.
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            health::set_ready(&self.readiness, false);
+        }
+        warn!(sink = %self.sink, error = %error, reason, "Kafka client");
+    }
+
+    /// Every `statistics.interval.ms`: ready again once a broker is up, even while no
+    /// batch is waiting to prove it with a delivery.
+    fn stats(&self, statistics: Statistics) {
+        let up = statistics
+            .brokers
+            .values()
+            .any(|b| b.state == "UP" && matches!(b.source.as_str(), "configured" | "learned"));
+        if up {
+            health::set_ready(&self.readiness, true);
+        }
+    }
+}
 
 impl ProducerContext for Context {
     type DeliveryOpaque = Arc<InFlight>;
@@ -79,6 +102,7 @@ impl KafkaSink {
         let producer = client
             .create_with_context(Context {
                 sink: name.to_owned(),
+                readiness: format!("sink.{name}"),
             })
             .map_err(|e| {
                 // librdkafka quotes a value it refuses: never show a passthrough value.
@@ -104,12 +128,12 @@ impl KafkaSink {
     pub fn run(mut self, mut input: mpsc::Receiver<Delivery>, abort: watch::Receiver<bool>) {
         let mut buf = Vec::new();
         let mut key = Vec::new();
-        // Ready once the brokers answered (or a delivery succeeds later).
+        // Ready once the brokers answered (or, later, a broker is up or a delivery succeeds).
         let metadata = self
             .producer
             .client()
             .fetch_metadata(Some(&self.topic), Duration::from_secs(5));
-        health::set_ready(&format!("sink.{}", self.name), metadata.is_ok());
+        health::set_ready(&self.producer.context().readiness, metadata.is_ok());
         'batches: while let Some(delivery) = input.blocking_recv() {
             buf.clear();
             self.encoder.encode_batch(&delivery.batch, &mut buf);
@@ -213,7 +237,7 @@ impl Context {
             metrics::counter!(m::SINK_BYTES_SENT_TOTAL, "sink" => self.sink.clone())
                 .increment(batch.bytes as u64);
             finalizer.update(BatchStatus::Delivered);
-            health::set_ready(&format!("sink.{}", self.sink), true);
+            health::set_ready(&self.readiness, true);
         }
     }
 }
