@@ -7,6 +7,7 @@ use crate::support::{fixture, flowgate, free_port, peer, wait_until, Instance};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -173,6 +174,43 @@ fn mock_broker_down_mid_stream_then_up_loses_nothing() {
     assert_eq!(got.len(), expected.len(), "{}", fg.log());
     // librdkafka's idempotent producer retries without duplicates or reordering.
     assert_in_order_per_key(&got, &expected);
+}
+
+#[test]
+fn batches_refused_and_read_again_are_not_suppressed_as_duplicates() {
+    let mock = MockCluster::new(1).unwrap();
+    mock.create_topic(TOPIC, PARTITIONS, 1).unwrap();
+    // The first produce requests are refused for good: their batches fail, and the
+    // source reads them again from the checkpoint. Duplicate suppression has seen those
+    // events; it must not drop them the second time (nor aggregation double them).
+    mock.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED; 4],
+    );
+    let bootstrap = mock.bootstrap_servers();
+    let v2 = fixture("nsg-v2.PT1H.json");
+    let (mut fg, expected) = setup(
+        &[&v2],
+        &bootstrap,
+        "idempotence = false\n\n[volume]\ndedup = true",
+    );
+    fg.start();
+    let mut got = Vec::new();
+    let all_there = wait_until(Duration::from_secs(30), || {
+        got = consume(&bootstrap, usize::MAX, Duration::from_millis(500));
+        expected
+            .iter()
+            .all(|line| got.iter().any(|(_, message)| message == line))
+    });
+    fg.stop();
+    let log = fg.log();
+    assert!(log.contains("reading again from the checkpoint"), "{log}");
+    assert!(
+        all_there,
+        "{} of {} events arrived\n{log}",
+        got.len(),
+        expected.len()
+    );
 }
 
 /// A generated flow log of about `mib` MiB (kept alive by a leaked temp dir).

@@ -28,6 +28,9 @@ pub struct RecordBatch {
     /// Each record's span inside `data`.
     pub records: Vec<Range<usize>>,
     pub finalizer: Finalizer,
+    /// Bytes sent before, read again because a delivery failed: the volume controls may
+    /// hold or remember their first copies, and must not take them for duplicates.
+    pub replay: bool,
 }
 
 /// Flat events with their shared record and group context.

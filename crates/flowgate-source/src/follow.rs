@@ -143,6 +143,8 @@ struct ObjectState {
     read_pos: u64,
     /// The bytes just before `read_pos`, checked on every read.
     read_anchor: Anchor,
+    /// Bytes before this were sent once and are being read again after a failed delivery.
+    replay_until: u64,
     tracker: RangeTracker,
     /// The checkpoint last written to the store.
     stored: Option<u64>,
@@ -156,6 +158,7 @@ impl ObjectState {
         metrics::counter!(m::SOURCE_RESETS_TOTAL, "reason" => reason).increment(1);
         self.read_pos = 0;
         self.read_anchor = Anchor::START;
+        self.replay_until = 0;
         self.tracker.reset();
     }
 
@@ -294,6 +297,7 @@ impl<S: ObjectStore> Follower<S> {
         };
         if object.tracker.ack(ack.batch_id, ack.status) == AckEffect::Failed {
             warn!(source = %self.name, object = %object.origin.path, offset = object.tracker.committed(), "delivery failed; reading again from the checkpoint");
+            object.replay_until = object.replay_until.max(object.read_pos);
             object.read_pos = object.tracker.committed();
             object.read_anchor = object.tracker.committed_anchor();
             self.in_flight.retain(|_, n| *n != name);
@@ -523,6 +527,7 @@ impl<S: ObjectStore> Follower<S> {
             }),
             read_pos: start,
             read_anchor: anchor,
+            replay_until: 0,
             tracker: RangeTracker::new(start, anchor),
             stored: resume.map(|(offset, _)| offset),
             before_start,
@@ -596,6 +601,7 @@ impl<S: ObjectStore> Follower<S> {
                     start: pos,
                     records: ex.records,
                     finalizer: Finalizer::new(batch_id, self.ack_tx.clone()),
+                    replay: pos < object.replay_until,
                 };
                 self.in_flight.insert(batch_id, name.to_owned());
                 if !self.send(out, batch, shutdown).await {

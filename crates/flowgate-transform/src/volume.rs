@@ -7,6 +7,11 @@
 //!   summary: counters summed, first and last time seen, how many tuples it stands for.
 //!   The batches merged into a summary are acknowledged when the summary is delivered,
 //!   so aggregation holds checkpoints back by up to one interval, never loses them.
+//!
+//! A batch read again after a failed delivery (`RecordBatch::replay`) is neither
+//! suppressed nor merged into the summaries of its first reading, which may still be
+//! held: it goes into summaries of its own. Delivery is at least once, so a replay may
+//! repeat events, but never drops them or counts their bytes twice in one summary.
 
 use flowgate_core::{
     metric_names as m, EventBatch, Finalizer, FlowEvent, FlowState, Origin, Summary,
@@ -149,13 +154,15 @@ fn retain_events(batch: &mut EventBatch, keep: &[bool]) {
 pub struct Aggregator {
     interval: Duration,
     max_flows: usize,
-    /// One window per source (events of different sources carry different labels).
-    windows: HashMap<SourceKey, Window>,
+    /// One window per source (events of different sources carry different labels), and
+    /// one more for its replays.
+    windows: HashMap<WindowKey, Window>,
     opened: Option<Instant>,
     flows: usize,
 }
 
-type SourceKey = (Arc<str>, Option<Arc<str>>);
+/// Source name, subscription tag, replay.
+type WindowKey = (Arc<str>, Option<Arc<str>>, bool);
 
 /// A flow: the group (rule, NIC, NSG) it was decided by and its 5-tuple and decision.
 #[derive(Hash, PartialEq, Eq)]
@@ -210,11 +217,12 @@ impl Aggregator {
     }
 
     /// Merges a batch's events; the batch is acknowledged with its summaries.
-    pub fn add(&mut self, batch: EventBatch, finalizer: Finalizer) {
+    pub fn add(&mut self, batch: EventBatch, finalizer: Finalizer, replay: bool) {
         self.opened.get_or_insert_with(Instant::now);
         let key = (
             batch.origin.source.clone(),
             batch.origin.subscription_tag.clone(),
+            replay,
         );
         let window = self.windows.entry(key).or_insert_with(|| Window {
             out: EventBatch::new(Arc::new(Origin {
@@ -316,4 +324,61 @@ fn merge(into: &mut FlowEvent, summary: &mut Summary, e: &FlowEvent) {
     }
     into.time_ms = into.time_ms.min(e.time_ms);
     summary.count += 1;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Flattener;
+
+    /// One flow's begin, continue and end updates.
+    const RECORD: &str = r#"{"time":"2024-03-04T10:03:00.0000000Z","systemId":"s","macAddress":"000D3A8F7856","category":"NetworkSecurityGroupFlowEvent","resourceId":"/SUBSCRIPTIONS/S/RESOURCEGROUPS/RG/PROVIDERS/MICROSOFT.NETWORK/NETWORKSECURITYGROUPS/NSG","operationName":"NetworkSecurityGroupFlowEvents","properties":{"Version":2,"flows":[{"rule":"UserRule_a","flows":[{"mac":"000D3A8F7856","flowTuples":["1709546520,10.0.0.4,13.67.143.118,50000,443,T,O,A,B,,,,","1709546580,10.0.0.4,13.67.143.118,50000,443,T,O,A,C,10,1000,5,500","1709546640,10.0.0.4,13.67.143.118,50000,443,T,O,A,E,20,2000,10,1000"]}]}]}}"#;
+
+    fn batch() -> EventBatch {
+        let mut out = EventBatch::new(Arc::new(Origin {
+            source: "s".into(),
+            path: "p".into(),
+            subscription_tag: None,
+        }));
+        let added = Flattener::new().flatten_record(RECORD.as_bytes(), &mut out, |p| panic!("{p}"));
+        assert_eq!(added, 3);
+        out
+    }
+
+    #[test]
+    fn a_flow_becomes_one_summary_and_a_replay_one_of_its_own() {
+        let mut aggregator = Aggregator::new(Duration::from_secs(60), 1000);
+        aggregator.add(batch(), Finalizer::detached(), false);
+        aggregator.add(batch(), Finalizer::detached(), true);
+        let out = aggregator.flush();
+        assert_eq!(out.len(), 2, "the first reading and the replay apart");
+        for (summaries, _) in &out {
+            assert_eq!(summaries.events.len(), 1);
+            let e = &summaries.events[0];
+            assert_eq!(
+                (e.packets_src_to_dst, e.bytes_src_to_dst),
+                (Some(30), Some(3000))
+            );
+            assert_eq!(
+                (e.packets_dst_to_src, e.bytes_dst_to_src),
+                (Some(15), Some(1500))
+            );
+            assert_eq!(e.time_ms, 1_709_546_520_000);
+            assert_eq!(e.state, Some(FlowState::End));
+            assert_eq!(summaries.summaries[0].last_ms, 1_709_546_640_000);
+            assert_eq!(summaries.summaries[0].count, 3);
+        }
+        assert!(aggregator.deadline().is_none());
+    }
+
+    #[test]
+    fn dedup_drops_repeated_events_only() {
+        let mut dedup = Dedup::new(100);
+        let mut first = batch();
+        assert_eq!(dedup.apply(&mut first), 0);
+        assert_eq!(first.events.len(), 3);
+        let mut again = batch();
+        assert_eq!(dedup.apply(&mut again), 3);
+        assert!(again.events.is_empty());
+    }
 }

@@ -68,6 +68,7 @@ impl Transform {
                 }
             };
             let origin = batch.origin.clone();
+            let replay = batch.replay;
             let (mut events, finalizer) = flattener.flatten_batch(batch, |offset, problem| {
                 if reported.len() >= MAX_REMEMBERED_PROBLEMS {
                     reported.clear();
@@ -80,12 +81,14 @@ impl Transform {
                 finalizer.note_time(newest);
             }
             self.filter.apply(&mut events);
-            if let Some(dedup) = &mut self.dedup {
+            // A replay's first copies may never have been delivered: suppressing them
+            // as duplicates would lose them (at least once means a replay may repeat).
+            if let (Some(dedup), false) = (&mut self.dedup, replay) {
                 dedup.apply(&mut events);
             }
             match &mut self.aggregator {
                 Some(aggregator) => {
-                    aggregator.add(events, finalizer);
+                    aggregator.add(events, finalizer, replay);
                     if draining || aggregator.is_due(Instant::now()) {
                         self.flush();
                     }
