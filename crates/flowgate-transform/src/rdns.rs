@@ -106,6 +106,7 @@ impl RdnsConfig {
             pending: HashSet::new(),
             answers_tx: tx,
             answers: rx,
+            batch_started: Instant::now(),
         })
     }
 }
@@ -153,7 +154,12 @@ pub struct ReverseDns {
     pending: HashSet<IpAddr>,
     answers_tx: mpsc::UnboundedSender<Done>,
     answers: mpsc::UnboundedReceiver<Done>,
+    /// When the current batch's `prepare` began: `name` compares TTLs with it.
+    batch_started: Instant,
 }
+
+/// How long past its TTL a name may still be given (see `ReverseDns::name`).
+const STALE_FOR: Duration = Duration::from_secs(60);
 
 impl ReverseDns {
     fn wanted(&self, ip: IpAddr) -> bool {
@@ -167,6 +173,7 @@ impl ReverseDns {
     /// blocking thread (the transform), never from the runtime itself.
     pub fn prepare(&mut self, ips: impl IntoIterator<Item = IpAddr>) {
         let now = Instant::now();
+        self.batch_started = now;
         let mut started = 0usize;
         for ip in ips {
             if !self.wanted(ip) || self.pending.contains(&ip) {
@@ -208,12 +215,18 @@ impl ReverseDns {
         }
     }
 
-    /// The name of `ip`, if known by now.
+    /// The name of `ip`, if known by now. A name past its TTL is still given for
+    /// `STALE_FOR` while its refresh waits for a free lookup slot (serve-stale, RFC 8767),
+    /// not longer.
     pub fn name(&mut self, ip: IpAddr) -> Option<Arc<str>> {
         if !self.wanted(ip) {
             return None;
         }
-        self.cache.get(&ip).and_then(|a| a.name)
+        let now = self.batch_started;
+        self.cache
+            .get(&ip)
+            .filter(|a| a.until + STALE_FOR > now)
+            .and_then(|a| a.name)
     }
 
     pub fn after_batch(&mut self) {
