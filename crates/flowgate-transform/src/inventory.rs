@@ -2,7 +2,9 @@
 //! longest-prefix match, behind an LRU cache, reloaded when its file changes.
 //!
 //! The file is CSV, one block per line: `cidr,name,owner,environment,tags` (tags
-//! `;`-separated; a first line starting with `cidr` is a header; `#` starts a comment).
+//! `;`-separated; a first line starting with `cidr` is a header). Fields may be quoted as
+//! in RFC 4180 (`"Smith, J"`, `""` for a quote); `#` at the start of a line or after a
+//! blank, outside quotes, starts a comment.
 
 use crate::filter::{bits_of, mask, Cidr};
 use crate::watched_file::WatchedFile;
@@ -26,16 +28,26 @@ impl Inventory {
     pub fn parse(text: &str, file: &str) -> Result<Inventory, String> {
         let mut by_len: HashMap<u8, HashMap<u128, Arc<Asset>>> = HashMap::new();
         let mut entries = 0;
+        let mut header_possible = true;
         for (i, line) in text.lines().enumerate() {
-            let line = line.split('#').next().unwrap_or_default().trim();
-            if line.is_empty() || (i == 0 && line.to_ascii_lowercase().starts_with("cidr")) {
+            let fields = csv_fields(line).map_err(|e| format!("{file}:{}: {e}", i + 1))?;
+            if fields.len() == 1 && fields[0].is_empty() {
                 continue;
             }
-            let fields: Vec<&str> = line.splitn(5, ',').map(str::trim).collect();
-            let cidr = Cidr::parse(fields[0]).ok_or_else(|| {
+            if std::mem::take(&mut header_possible) && fields[0].eq_ignore_ascii_case("cidr") {
+                continue;
+            }
+            if fields.len() > 5 {
+                return Err(format!(
+                    "{file}:{}: {} fields, expected cidr,name,owner,environment,tags (quote a field that holds a comma)",
+                    i + 1,
+                    fields.len()
+                ));
+            }
+            let cidr = Cidr::parse(&fields[0]).ok_or_else(|| {
                 format!("{file}:{}: {:?} is not an address block", i + 1, fields[0])
             })?;
-            let field = |k: usize| fields.get(k).copied().unwrap_or_default().into();
+            let field = |k: usize| fields.get(k).map(String::as_str).unwrap_or_default().into();
             let asset = Arc::new(Asset {
                 name: field(1),
                 owner: field(2),
@@ -80,6 +92,69 @@ impl Inventory {
 
     pub fn is_empty(&self) -> bool {
         self.entries == 0
+    }
+}
+
+/// The fields of one CSV line, without its comment: unquoted fields trimmed, quoted ones
+/// as written.
+fn csv_fields(line: &str) -> Result<Vec<String>, &'static str> {
+    let mut fields = Vec::new();
+    let mut field = String::new();
+    let mut in_quotes = false;
+    // This field was quoted (only blanks may follow the closing quote).
+    let mut was_quoted = false;
+    let mut after_blank = true;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        if in_quotes {
+            match c {
+                '"' if chars.peek() == Some(&'"') => {
+                    chars.next();
+                    field.push('"');
+                }
+                '"' => in_quotes = false,
+                c => field.push(c),
+            }
+            after_blank = false;
+            continue;
+        }
+        match c {
+            ',' => {
+                fields.push(finish_field(field, was_quoted));
+                field = String::new();
+                was_quoted = false;
+            }
+            '#' if after_blank => break,
+            ' ' | '\t' => {
+                if !was_quoted {
+                    field.push(c);
+                }
+            }
+            '"' if !was_quoted && field.trim().is_empty() => {
+                field.clear();
+                in_quotes = true;
+                was_quoted = true;
+            }
+            '"' => {
+                return Err("a quote inside a field: quote the whole field and double the quote")
+            }
+            _ if was_quoted => return Err("text after a closing quote"),
+            c => field.push(c),
+        }
+        after_blank = c == ' ' || c == '\t';
+    }
+    if in_quotes {
+        return Err("a quote is not closed (a field cannot span lines)");
+    }
+    fields.push(finish_field(field, was_quoted));
+    Ok(fields)
+}
+
+fn finish_field(field: String, was_quoted: bool) -> String {
+    if was_quoted {
+        field
+    } else {
+        field.trim().to_owned()
     }
 }
 
@@ -157,6 +232,34 @@ mod tests {
         );
         let lab = inv.lookup("2001:db8:1::9".parse().unwrap()).unwrap();
         assert_eq!(&*lab.tags, "lab");
+    }
+
+    #[test]
+    fn quoted_fields_and_comments() {
+        let text = "# assets\ncidr,name,owner,environment,tags\n\
+            10.0.0.0/8, \"Smith, J\" ,\"the \"\"core\"\"\",prod,team#2;pci # owned by netops\n\
+            \"10.1.0.0/16\",\" padded \",,,\n   # indented comment\n";
+        let inv = Inventory::parse(text, "a.csv").unwrap();
+        assert_eq!(inv.len(), 2);
+        let a = inv.lookup("10.2.3.4".parse().unwrap()).unwrap();
+        assert_eq!(
+            (&*a.name, &*a.owner, &*a.environment, &*a.tags),
+            ("Smith, J", "the \"core\"", "prod", "team#2;pci")
+        );
+        let b = inv.lookup("10.1.3.4".parse().unwrap()).unwrap();
+        assert_eq!((&*b.name, &*b.owner, &*b.tags), (" padded ", "", ""));
+        for (bad, why) in [
+            ("10.0.0.0/8,\"open\n", "not closed"),
+            ("10.0.0.0/8,Smith \"J\"\n", "quote inside a field"),
+            ("10.0.0.0/8,\"a\"b\n", "after a closing quote"),
+            ("10.0.0.0/8,a,b,c,d,e\n", "6 fields"),
+        ] {
+            let e = Inventory::parse(bad, "x.csv").unwrap_err();
+            assert!(
+                e.starts_with("x.csv:1: ") && e.contains(why),
+                "{bad:?}: {e}"
+            );
+        }
     }
 
     #[test]
