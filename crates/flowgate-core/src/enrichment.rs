@@ -182,11 +182,14 @@ pub enum AddrClass {
     /// 100.64.0.0/10 (RFC 6598).
     Shared,
     Unspecified,
+    /// Never a host on the Internet: 0.0.0.0/8 (but 0.0.0.0), 192.0.0.0/24,
+    /// 198.18.0.0/15 (benchmarking), 240.0.0.0/4 and the broadcast address.
+    Reserved,
 }
 
 impl AddrClass {
     /// Every class, in declaration order (`class as usize` indexes it).
-    pub const ALL: [AddrClass; 8] = [
+    pub const ALL: [AddrClass; 9] = [
         AddrClass::Private,
         AddrClass::Public,
         AddrClass::AzurePlatform,
@@ -195,6 +198,7 @@ impl AddrClass {
         AddrClass::Multicast,
         AddrClass::Shared,
         AddrClass::Unspecified,
+        AddrClass::Reserved,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -207,6 +211,7 @@ impl AddrClass {
             AddrClass::Multicast => "multicast",
             AddrClass::Shared => "shared",
             AddrClass::Unspecified => "unspecified",
+            AddrClass::Reserved => "reserved",
         }
     }
 }

@@ -347,10 +347,16 @@ pub fn address_class(ip: IpAddr) -> AddrClass {
                 (169, 254) => AddrClass::LinkLocal,
                 (224..=239, _) => AddrClass::Multicast,
                 (0, 0) if c == 0 && d == 0 => AddrClass::Unspecified,
+                (0, _) | (240..=255, _) | (198, 18..=19) => AddrClass::Reserved,
+                (192, 0) if c == 0 => AddrClass::Reserved,
                 _ => AddrClass::Public,
             }
         }
         IpAddr::V6(v6) => {
+            // ::ffff:a.b.c.d is an IPv4 address (as the inventory and filters read it).
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return address_class(IpAddr::V4(v4));
+            }
             let first = v6.segments()[0];
             if v6.is_unspecified() {
                 AddrClass::Unspecified
@@ -401,6 +407,29 @@ mod tests {
         assert_eq!(class("2001:4860::8888"), AddrClass::Public);
         assert_eq!(class("::1"), AddrClass::Loopback);
         assert_eq!(class("239.1.1.1"), AddrClass::Multicast);
+        assert_eq!(class("0.0.0.0"), AddrClass::Unspecified);
+        for reserved in [
+            "0.1.2.3",
+            "192.0.0.8",
+            "198.18.0.1",
+            "198.19.255.255",
+            "240.0.0.1",
+            "255.255.255.255",
+        ] {
+            assert_eq!(class(reserved), AddrClass::Reserved, "{reserved}");
+        }
+        for public in [
+            "192.0.1.1",
+            "198.17.0.1",
+            "198.20.0.1",
+            "223.255.255.255",
+            "192.0.2.1",
+        ] {
+            assert_eq!(class(public), AddrClass::Public, "{public}");
+        }
+        assert_eq!(class("::ffff:10.0.0.1"), AddrClass::Private);
+        assert_eq!(class("::ffff:168.63.129.16"), AddrClass::AzurePlatform);
+        assert_eq!(class("::ffff:13.67.143.118"), AddrClass::Public);
     }
 
     #[test]
