@@ -15,23 +15,27 @@ fn escape_with(s: &str, out: &mut Vec<u8>, map: impl Fn(u8) -> Option<&'static [
     out.extend_from_slice(&bytes[start..]);
 }
 
-/// CEF header field: `\` and `|` escaped; CR and LF (not allowed in a header) become spaces.
+/// CEF header field: `\` and `|` escaped; CR, LF and other control characters but tab
+/// (not allowed in a header) become spaces.
 pub fn cef_header(s: &str, out: &mut Vec<u8>) {
     escape_with(s, out, |b| match b {
         b'\\' => Some(b"\\\\"),
         b'|' => Some(b"\\|"),
-        b'\n' | b'\r' => Some(b" "),
+        0..=0x08 | 0x0a..=0x1f | 0x7f => Some(b" "),
         _ => None,
     })
 }
 
-/// CEF extension value: `\`, `=`, LF and CR escaped as the CEF specification says.
+/// CEF extension value: `\`, `=`, LF and CR escaped as the CEF specification says; other
+/// control characters but tab (NUL, ESC, ... from a database or a user's file), which CEF
+/// has no escape for and receivers mangle, become spaces.
 pub fn cef_value(s: &str, out: &mut Vec<u8>) {
     escape_with(s, out, |b| match b {
         b'\\' => Some(b"\\\\"),
         b'=' => Some(b"\\="),
         b'\n' => Some(b"\\n"),
         b'\r' => Some(b"\\r"),
+        0..=0x08 | 0x0a..=0x1f | 0x7f => Some(b" "),
         _ => None,
     })
 }
@@ -41,14 +45,16 @@ pub fn leef_header(s: &str, out: &mut Vec<u8>) {
     cef_header(s, out)
 }
 
-/// LEEF attribute value (tab-delimited): `\`, tab, LF and CR become `\\`, `\t`, `\n`, `\r`.
-/// `=` and `|` need no escape: QRadar splits each attribute at its first `=`.
+/// LEEF attribute value (tab-delimited): `\`, tab, LF and CR become `\\`, `\t`, `\n`, `\r`;
+/// other control characters become spaces. `=` and `|` need no escape: QRadar splits each
+/// attribute at its first `=`.
 pub fn leef_value(s: &str, out: &mut Vec<u8>) {
     escape_with(s, out, |b| match b {
         b'\\' => Some(b"\\\\"),
         b'\t' => Some(b"\\t"),
         b'\n' => Some(b"\\n"),
         b'\r' => Some(b"\\r"),
+        0..=0x1f | 0x7f => Some(b" "),
         _ => None,
     })
 }
@@ -95,9 +101,9 @@ mod tests {
     #[test]
     fn each_format() {
         let nasty = "a|b=c\\d\ne\rf\tg\"h\u{1}";
-        assert_eq!(run(cef_header, nasty), "a\\|b=c\\\\d e f\tg\"h\u{1}");
-        assert_eq!(run(cef_value, nasty), "a|b\\=c\\\\d\\ne\\rf\tg\"h\u{1}");
-        assert_eq!(run(leef_value, nasty), "a|b=c\\\\d\\ne\\rf\\tg\"h\u{1}");
+        assert_eq!(run(cef_header, nasty), "a\\|b=c\\\\d e f\tg\"h ");
+        assert_eq!(run(cef_value, nasty), "a|b\\=c\\\\d\\ne\\rf\tg\"h ");
+        assert_eq!(run(leef_value, nasty), "a|b=c\\\\d\\ne\\rf\\tg\"h ");
         assert_eq!(run(json_str, nasty), "a|b=c\\\\d\\ne\\rf\\tg\\\"h\\u0001");
         assert_eq!(run(cef_value, "plain"), "plain");
         assert_eq!(run(json_str, "ünï"), "ünï");
