@@ -92,6 +92,33 @@ fn validate_accepts_the_shipped_configs() {
 }
 
 #[test]
+fn validate_reads_the_inventory_and_databases_it_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("enrich.toml");
+    let base = std::fs::read_to_string(repo().join("configs/flowgate.toml")).unwrap();
+    let inventory = dir.path().join("assets.csv");
+    let with = |enrich: &str| {
+        std::fs::write(&config, format!("{base}\n[enrich]\n{enrich}\n")).unwrap();
+        flowgate(&["validate", "--config", config.to_str().unwrap()], None)
+    };
+    let set_inventory = format!("inventory = \"{}\"", inventory.display());
+    std::fs::write(&inventory, "10.0.0.0/8,corp\n10.1.0.0/33,web\n").unwrap();
+    let out = with(&set_inventory);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("assets.csv:2: \"10.1.0.0/33\" is not an address block"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::write(&inventory, "10.0.0.0/8,corp\n").unwrap();
+    assert!(with(&set_inventory).status.success());
+    let missing = dir.path().join("missing.mmdb");
+    let out = with(&format!("geoip_city = \"{}\"", missing.display()));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("missing.mmdb"), "{}", stderr(&out));
+}
+
+#[test]
 fn validate_names_the_offending_key() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("bad.toml");

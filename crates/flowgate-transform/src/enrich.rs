@@ -81,9 +81,13 @@ impl EnrichConfig {
         self.reverse_dns.validate()
     }
 
-    /// The enricher; reads the inventory now, so that a bad file is a start-up error.
-    pub fn build(&self) -> Result<Enricher, String> {
-        self.validate()?;
+    /// Reads the files the settings name, as `build` does: for `flowgate validate`, which
+    /// connects to nothing but can catch a missing or malformed file.
+    pub fn check_files(&self) -> Result<(), String> {
+        self.open_files().map(drop)
+    }
+
+    fn open_files(&self) -> Result<(Option<InventoryFile>, Option<GeoLookup>), String> {
         let reload = Duration::from_secs_f64(self.inventory_reload_secs);
         let inventory = match &self.inventory {
             Some(path) => Some(InventoryFile::open(path, reload)?),
@@ -97,6 +101,14 @@ impl EnrichConfig {
             )?),
             false => None,
         };
+        Ok((inventory, geo))
+    }
+
+    /// The enricher; reads the inventory and databases now, so that a bad file is a
+    /// start-up error.
+    pub fn build(&self) -> Result<Enricher, String> {
+        self.validate()?;
+        let (inventory, geo) = self.open_files()?;
         let rdns = match self.reverse_dns.enabled {
             true => {
                 let runtime = tokio::runtime::Handle::try_current()

@@ -264,6 +264,10 @@ fn load(path: &Path) -> Result<Config> {
 
 fn validate(path: &Path) -> Result<ExitCode> {
     let config = load(path)?;
+    config
+        .enrich
+        .check_files()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     println!(
         "{}: valid ({} source{}, {} sink{})",
         path.display(),
