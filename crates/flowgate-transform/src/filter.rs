@@ -7,49 +7,37 @@ use serde::Deserialize;
 use std::net::IpAddr;
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct FilterConfig {
     /// `allow`, `deny`.
-    #[serde(default)]
     pub actions: Vec<String>,
     /// `inbound`, `outbound`.
-    #[serde(default)]
     pub directions: Vec<String>,
     /// Names (`tcp`, `udp`, `icmp`, ...) or IANA numbers (`"47"`).
-    #[serde(default)]
     pub protocols: Vec<String>,
+    pub exclude_protocols: Vec<String>,
     /// Keep NSG Version 2 and VNet `B` (begin) tuples: they carry no counters, and the
     /// `C`/`E` updates of the same flow follow. On by default.
-    #[serde(default = "yes")]
     pub keep_begin: bool,
-    /// Source or destination inside one of these (`10.0.0.0/8`, `2001:db8::/32`, an address).
-    #[serde(default)]
+    /// Source or destination inside one of these (`10.0.0.0/8`, `2001:db8::/32`, an
+    /// address); `exclude_cidrs`: neither inside one of these.
     pub cidrs: Vec<String>,
-    #[serde(default)]
     pub exclude_cidrs: Vec<String>,
-    #[serde(default)]
     pub source_cidrs: Vec<String>,
-    #[serde(default)]
+    pub exclude_source_cidrs: Vec<String>,
     pub destination_cidrs: Vec<String>,
-    /// Destination port or range (`443`, `8000-8100`).
-    #[serde(default)]
+    pub exclude_destination_cidrs: Vec<String>,
+    /// Ports or ranges (`443`, `8000-8100`).
+    pub source_ports: Vec<String>,
+    pub exclude_source_ports: Vec<String>,
     pub destination_ports: Vec<String>,
-    #[serde(default)]
     pub exclude_destination_ports: Vec<String>,
     /// Rule names, case-insensitive, `*` wildcards (`UserRule_*`).
-    #[serde(default)]
     pub rules: Vec<String>,
-    #[serde(default)]
     pub exclude_rules: Vec<String>,
     /// NSG (or VNet flow log target) names, as in the record's resource ID.
-    #[serde(default)]
     pub nsgs: Vec<String>,
-    #[serde(default)]
     pub exclude_nsgs: Vec<String>,
-}
-
-fn yes() -> bool {
-    true
 }
 
 impl Default for FilterConfig {
@@ -58,11 +46,16 @@ impl Default for FilterConfig {
             actions: Vec::new(),
             directions: Vec::new(),
             protocols: Vec::new(),
+            exclude_protocols: Vec::new(),
             keep_begin: true,
             cidrs: Vec::new(),
             exclude_cidrs: Vec::new(),
             source_cidrs: Vec::new(),
+            exclude_source_cidrs: Vec::new(),
             destination_cidrs: Vec::new(),
+            exclude_destination_cidrs: Vec::new(),
+            source_ports: Vec::new(),
+            exclude_source_ports: Vec::new(),
             destination_ports: Vec::new(),
             exclude_destination_ports: Vec::new(),
             rules: Vec::new(),
@@ -140,18 +133,48 @@ pub(crate) fn mask(len: u8) -> u128 {
 pub struct Filter {
     actions: Vec<Action>,
     directions: Vec<Direction>,
-    protocols: Vec<u8>,
+    protocols: Lists<u8>,
     keep_begin: bool,
-    cidrs: Vec<Cidr>,
-    exclude_cidrs: Vec<Cidr>,
-    source_cidrs: Vec<Cidr>,
-    destination_cidrs: Vec<Cidr>,
-    ports: Vec<(u16, u16)>,
-    exclude_ports: Vec<(u16, u16)>,
-    rules: Vec<String>,
-    exclude_rules: Vec<String>,
-    nsgs: Vec<String>,
-    exclude_nsgs: Vec<String>,
+    cidrs: Lists<Cidr>,
+    source_cidrs: Lists<Cidr>,
+    destination_cidrs: Lists<Cidr>,
+    source_ports: Lists<(u16, u16)>,
+    destination_ports: Lists<(u16, u16)>,
+    rules: Lists<String>,
+    nsgs: Lists<String>,
+}
+
+/// An include list and an exclude list of one kind of value.
+#[derive(Debug, Clone)]
+struct Lists<T> {
+    include: Vec<T>,
+    exclude: Vec<T>,
+}
+
+impl<T> Default for Lists<T> {
+    fn default() -> Self {
+        Lists {
+            include: Vec::new(),
+            exclude: Vec::new(),
+        }
+    }
+}
+
+impl<T> Lists<T> {
+    fn new(include: Vec<T>, exclude: Vec<T>) -> Self {
+        Lists { include, exclude }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.include.is_empty() && self.exclude.is_empty()
+    }
+
+    /// Some included value matches (or none are listed), and no excluded one does.
+    #[inline]
+    fn pass(&self, matches: impl Fn(&T) -> bool) -> bool {
+        (self.include.is_empty() || self.include.iter().any(&matches))
+            && !self.exclude.iter().any(matches)
+    }
 }
 
 /// Why an event was filtered out (the `reason` label of `flowgate_events_filtered_total`).
@@ -194,77 +217,80 @@ const PROTOCOL_NAMES: [(&str, u8); 6] = [
 impl FilterConfig {
     /// Checks every value; errors name the key (`filter.cidrs: "10.0.0.0/33" ...`).
     pub fn build(&self) -> Result<Filter, String> {
-        let each = |key: &str, values: &[String], parse: &dyn Fn(&str) -> bool| match values
-            .iter()
-            .find(|v| !parse(v))
-        {
-            Some(bad) => Err(format!("filter.{key}: {bad:?} is not valid")),
-            None => Ok(()),
+        fn each<T>(
+            key: &str,
+            values: &[String],
+            parse: impl Fn(&str) -> Option<T>,
+        ) -> Result<Vec<T>, String> {
+            values
+                .iter()
+                .map(|v| parse(v).ok_or_else(|| format!("filter.{key}: {v:?} is not valid")))
+                .collect()
+        }
+        let action = |v: &str| match v {
+            "allow" => Some(Action::Allow),
+            "deny" => Some(Action::Deny),
+            _ => None,
         };
-        each("actions", &self.actions, &|v| matches!(v, "allow" | "deny"))?;
-        each("directions", &self.directions, &|v| {
-            matches!(v, "inbound" | "outbound")
-        })?;
-        each("protocols", &self.protocols, &|v| protocol(v).is_some())?;
-        for (key, list) in [
-            ("cidrs", &self.cidrs),
-            ("exclude_cidrs", &self.exclude_cidrs),
-            ("source_cidrs", &self.source_cidrs),
-            ("destination_cidrs", &self.destination_cidrs),
-        ] {
-            each(key, list, &|v| Cidr::parse(v).is_some())?;
-        }
-        for (key, list) in [
-            ("destination_ports", &self.destination_ports),
-            ("exclude_destination_ports", &self.exclude_destination_ports),
-        ] {
-            each(key, list, &|v| port_range(v).is_some())?;
-        }
-        for (key, list) in [
-            ("rules", &self.rules),
-            ("exclude_rules", &self.exclude_rules),
-            ("nsgs", &self.nsgs),
-            ("exclude_nsgs", &self.exclude_nsgs),
-        ] {
-            each(key, list, &|v| !v.is_empty())?;
-        }
-        let cidrs = |l: &[String]| l.iter().filter_map(|c| Cidr::parse(c)).collect();
-        let ports = |l: &[String]| l.iter().filter_map(|p| port_range(p)).collect();
+        let direction = |v: &str| match v {
+            "inbound" => Some(Direction::Inbound),
+            "outbound" => Some(Direction::Outbound),
+            _ => None,
+        };
+        let name = |v: &str| (!v.is_empty()).then(|| v.to_owned());
+        let cidrs = |key: &str, include: &[String], exclude_key: &str, exclude: &[String]| {
+            Ok::<_, String>(Lists::new(
+                each(key, include, Cidr::parse)?,
+                each(exclude_key, exclude, Cidr::parse)?,
+            ))
+        };
+        let ports = |key: &str, include: &[String], exclude_key: &str, exclude: &[String]| {
+            Ok::<_, String>(Lists::new(
+                each(key, include, port_range)?,
+                each(exclude_key, exclude, port_range)?,
+            ))
+        };
         Ok(Filter {
-            actions: self
-                .actions
-                .iter()
-                .map(|a| {
-                    if a == "deny" {
-                        Action::Deny
-                    } else {
-                        Action::Allow
-                    }
-                })
-                .collect(),
-            directions: self
-                .directions
-                .iter()
-                .map(|d| {
-                    if d == "inbound" {
-                        Direction::Inbound
-                    } else {
-                        Direction::Outbound
-                    }
-                })
-                .collect(),
-            protocols: self.protocols.iter().filter_map(|p| protocol(p)).collect(),
+            actions: each("actions", &self.actions, action)?,
+            directions: each("directions", &self.directions, direction)?,
+            protocols: Lists::new(
+                each("protocols", &self.protocols, protocol)?,
+                each("exclude_protocols", &self.exclude_protocols, protocol)?,
+            ),
             keep_begin: self.keep_begin,
-            cidrs: cidrs(&self.cidrs),
-            exclude_cidrs: cidrs(&self.exclude_cidrs),
-            source_cidrs: cidrs(&self.source_cidrs),
-            destination_cidrs: cidrs(&self.destination_cidrs),
-            ports: ports(&self.destination_ports),
-            exclude_ports: ports(&self.exclude_destination_ports),
-            rules: self.rules.clone(),
-            exclude_rules: self.exclude_rules.clone(),
-            nsgs: self.nsgs.clone(),
-            exclude_nsgs: self.exclude_nsgs.clone(),
+            cidrs: cidrs("cidrs", &self.cidrs, "exclude_cidrs", &self.exclude_cidrs)?,
+            source_cidrs: cidrs(
+                "source_cidrs",
+                &self.source_cidrs,
+                "exclude_source_cidrs",
+                &self.exclude_source_cidrs,
+            )?,
+            destination_cidrs: cidrs(
+                "destination_cidrs",
+                &self.destination_cidrs,
+                "exclude_destination_cidrs",
+                &self.exclude_destination_cidrs,
+            )?,
+            source_ports: ports(
+                "source_ports",
+                &self.source_ports,
+                "exclude_source_ports",
+                &self.exclude_source_ports,
+            )?,
+            destination_ports: ports(
+                "destination_ports",
+                &self.destination_ports,
+                "exclude_destination_ports",
+                &self.exclude_destination_ports,
+            )?,
+            rules: Lists::new(
+                each("rules", &self.rules, name)?,
+                each("exclude_rules", &self.exclude_rules, name)?,
+            ),
+            nsgs: Lists::new(
+                each("nsgs", &self.nsgs, name)?,
+                each("exclude_nsgs", &self.exclude_nsgs, name)?,
+            ),
         })
     }
 }
@@ -297,57 +323,46 @@ impl Filter {
             && self.directions.is_empty()
             && self.protocols.is_empty()
             && self.cidrs.is_empty()
-            && self.exclude_cidrs.is_empty()
             && self.source_cidrs.is_empty()
             && self.destination_cidrs.is_empty()
-            && self.ports.is_empty()
-            && self.exclude_ports.is_empty()
+            && self.source_ports.is_empty()
+            && self.destination_ports.is_empty()
             && self.rules.is_empty()
-            && self.exclude_rules.is_empty()
             && self.nsgs.is_empty()
-            && self.exclude_nsgs.is_empty()
     }
 
     /// `None` if the event goes on, else why not. `rule` and `nsg` are its group's rule and
     /// its record's resource name.
     pub fn check(&self, e: &FlowEvent, rule: &str, nsg: &str) -> Option<Dropped> {
-        let any_in = |l: &[Cidr], ip: IpAddr| l.iter().any(|c| c.contains(ip));
         if !self.actions.is_empty() && !self.actions.contains(&e.action) {
             return Some(Dropped::Action);
         }
         if !self.directions.is_empty() && !self.directions.contains(&e.direction) {
             return Some(Dropped::Direction);
         }
-        if !self.protocols.is_empty() && !self.protocols.contains(&e.protocol.0) {
+        if !self.protocols.pass(|p| *p == e.protocol.0) {
             return Some(Dropped::Protocol);
         }
         if !self.keep_begin && e.state == Some(FlowState::Begin) {
             return Some(Dropped::Begin);
         }
         let (src, dst) = (e.src_ip, e.dst_ip);
-        if (!self.cidrs.is_empty() && !any_in(&self.cidrs, src) && !any_in(&self.cidrs, dst))
-            || any_in(&self.exclude_cidrs, src)
-            || any_in(&self.exclude_cidrs, dst)
-            || (!self.source_cidrs.is_empty() && !any_in(&self.source_cidrs, src))
-            || (!self.destination_cidrs.is_empty() && !any_in(&self.destination_cidrs, dst))
+        if !self.cidrs.pass(|c| c.contains(src) || c.contains(dst))
+            || !self.source_cidrs.pass(|c| c.contains(src))
+            || !self.destination_cidrs.pass(|c| c.contains(dst))
         {
             return Some(Dropped::Address);
         }
-        let in_ranges =
-            |l: &[(u16, u16)], p: u16| l.iter().any(|(lo, hi)| (*lo..=*hi).contains(&p));
-        if (!self.ports.is_empty() && !in_ranges(&self.ports, e.dst_port))
-            || in_ranges(&self.exclude_ports, e.dst_port)
+        let in_range = |port: u16| move |(lo, hi): &(u16, u16)| (*lo..=*hi).contains(&port);
+        if !self.source_ports.pass(in_range(e.src_port))
+            || !self.destination_ports.pass(in_range(e.dst_port))
         {
             return Some(Dropped::Port);
         }
-        let matches = |l: &[String], v: &str| l.iter().any(|p| glob_match(p, v));
-        if (!self.rules.is_empty() && !matches(&self.rules, rule))
-            || matches(&self.exclude_rules, rule)
-        {
+        if !self.rules.pass(|p| glob_match(p, rule)) {
             return Some(Dropped::Rule);
         }
-        if (!self.nsgs.is_empty() && !matches(&self.nsgs, nsg)) || matches(&self.exclude_nsgs, nsg)
-        {
+        if !self.nsgs.pass(|p| glob_match(p, nsg)) {
             return Some(Dropped::Nsg);
         }
         None
@@ -442,5 +457,142 @@ mod tests {
             ..FilterConfig::default()
         };
         assert!(!drop_begin.build().unwrap().is_pass_all());
+        for key in ["exclude_protocols", "exclude_source_cidrs", "source_ports"] {
+            let text = format!("{key} = [\"nonsense\"]");
+            let c: FilterConfig = toml::from_str(&text).unwrap();
+            assert_eq!(
+                c.build().unwrap_err(),
+                format!("filter.{key}: \"nonsense\" is not valid")
+            );
+        }
+        assert!(toml::from_str::<FilterConfig>("exclude_ports = []").is_err());
+    }
+
+    /// Events of every kind the lists tell apart: (event, rule, NSG).
+    fn events() -> Vec<(FlowEvent, &'static str, &'static str)> {
+        use flowgate_core::Protocol;
+        let event = |src: &str, sp: u16, dst: &str, dp: u16, p: u8, d, a, st| FlowEvent {
+            group: 0,
+            time_ms: 0,
+            src_ip: src.parse().unwrap(),
+            dst_ip: dst.parse().unwrap(),
+            src_port: sp,
+            dst_port: dp,
+            protocol: Protocol(p),
+            direction: d,
+            action: a,
+            state: st,
+            encryption: None,
+            packets_src_to_dst: None,
+            bytes_src_to_dst: None,
+            packets_dst_to_src: None,
+            bytes_dst_to_src: None,
+        };
+        use Action::*;
+        use Direction::*;
+        let (b, c) = (Some(FlowState::Begin), Some(FlowState::Continuing));
+        vec![
+            (
+                event(
+                    "10.0.0.4",
+                    50000,
+                    "13.67.143.118",
+                    443,
+                    6,
+                    Outbound,
+                    Allow,
+                    b,
+                ),
+                "UserRule_web",
+                "WEB-NSG",
+            ),
+            (
+                event("203.0.113.9", 4444, "10.1.0.4", 3389, 6, Inbound, Deny, c),
+                "DefaultRule_DenyAllInBound",
+                "WEB-NSG",
+            ),
+            (
+                event(
+                    "10.0.0.5",
+                    53000,
+                    "168.63.129.16",
+                    53,
+                    17,
+                    Outbound,
+                    Allow,
+                    c,
+                ),
+                "DefaultRule_AllowVnetOutBound",
+                "DB-NSG",
+            ),
+            (
+                event(
+                    "2603:1030:20e:3::23c",
+                    443,
+                    "fd00::4",
+                    50002,
+                    6,
+                    Inbound,
+                    Allow,
+                    c,
+                ),
+                "UserRule_v6",
+                "DB-NSG",
+            ),
+            (
+                event("fd00::4", 0, "2001:db8::1", 0, 58, Outbound, Deny, None),
+                "UserRule_icmp",
+                "EDGE-NSG",
+            ),
+            (
+                event("10.1.0.5", 1234, "10.1.0.4", 22, 6, Inbound, Allow, c),
+                "UserRule_ssh",
+                "WEB-NSG",
+            ),
+        ]
+    }
+
+    /// Which of `events()` pass a filter given as TOML.
+    fn passing(toml_text: &str) -> Vec<usize> {
+        let config: FilterConfig = toml::from_str(toml_text).unwrap();
+        let filter = config.build().unwrap();
+        events()
+            .iter()
+            .enumerate()
+            .filter(|(_, (e, rule, nsg))| filter.check(e, rule, nsg).is_none())
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    #[test]
+    fn every_list_includes_and_excludes() {
+        let all: Vec<usize> = (0..events().len()).collect();
+        for (filter, want) in [
+            ("", all.clone()),
+            ("actions = [\"deny\"]", vec![1, 4]),
+            ("directions = [\"inbound\"]", vec![1, 3, 5]),
+            ("protocols = [\"udp\", \"58\"]", vec![2, 4]),
+            ("exclude_protocols = [\"tcp\"]", vec![2, 4]),
+            ("keep_begin = false", vec![1, 2, 3, 4, 5]),
+            ("cidrs = [\"10.1.0.0/16\"]", vec![1, 5]),
+            ("cidrs = [\"fd00::/8\"]", vec![3, 4]),
+            ("exclude_cidrs = [\"10.0.0.0/8\", \"2001:db8::/32\"]", vec![3]),
+            ("source_cidrs = [\"10.0.0.0/8\"]", vec![0, 2, 5]),
+            ("exclude_source_cidrs = [\"10.0.0.0/8\", \"fd00::4\"]", vec![1, 3]),
+            ("destination_cidrs = [\"10.1.0.4/32\", \"fd00::/7\"]", vec![1, 3, 5]),
+            ("exclude_destination_cidrs = [\"10.1.0.4\"]", vec![0, 2, 3, 4]),
+            ("source_ports = [\"50000-60000\"]", vec![0, 2]),
+            ("exclude_source_ports = [\"0-1023\"]", vec![0, 1, 2, 5]),
+            ("destination_ports = [\"22\", \"443\"]", vec![0, 5]),
+            ("exclude_destination_ports = [\"0-1023\"]", vec![1, 3]),
+            ("rules = [\"userrule_*\"]", vec![0, 3, 4, 5]),
+            ("exclude_rules = [\"DefaultRule_*\", \"*_v6\"]", vec![0, 4, 5]),
+            ("nsgs = [\"web-nsg\"]", vec![0, 1, 5]),
+            ("exclude_nsgs = [\"WEB-*\"]", vec![2, 3, 4]),
+            // Every list set must pass, and no exclude match.
+            ("protocols = [\"tcp\"]\nexclude_nsgs = [\"DB-NSG\"]\nexclude_source_cidrs = [\"10.1.0.0/16\"]", vec![0, 1]),
+        ] {
+            assert_eq!(passing(filter), want, "{filter}");
+        }
     }
 }
