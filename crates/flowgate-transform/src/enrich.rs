@@ -5,7 +5,7 @@
 use crate::epoch::{Epoch, Recent, TableFull};
 use crate::geoip::GeoLookup;
 use crate::inventory::InventoryFile;
-use crate::lookup_cache::{CacheCounts, LookupCache};
+use crate::lookup_cache::LookupCache;
 use crate::rdns::{RdnsConfig, ReverseDns};
 use flowgate_core::{AddrClass, AddressFacts, Enrichment, EventBatch, LogKind, RuleKind, Service};
 use serde::Deserialize;
@@ -167,6 +167,7 @@ impl Enricher {
         if !self.config.any() {
             return;
         }
+        self.reload_changed_files();
         if let Some(rdns) = &mut self.rdns {
             rdns.prepare(batch.events.iter().flat_map(|e| [e.src_ip, e.dst_ip]));
         }
@@ -318,9 +319,10 @@ impl Enricher {
         })
     }
 
-    /// Publishes the cache counters; a reloaded inventory or database empties the cache.
-    fn after_batch(&mut self) {
-        self.addresses.publish();
+    /// Reloads the inventory or a database whose file changed (checked at most every
+    /// `inventory_reload_secs`): the cache and the epoch then start empty, so the batch
+    /// about to be enriched already sees the new data.
+    fn reload_changed_files(&mut self) {
         let mut changed = false;
         if let Some(i) = &mut self.inventory {
             changed |= i.reload_if_changed();
@@ -332,14 +334,14 @@ impl Enricher {
             self.addresses.clear();
             self.next_epoch(self.table_entries);
         }
+    }
+
+    /// Publishes the cache counters.
+    fn after_batch(&mut self) {
+        self.addresses.publish();
         if let Some(rdns) = &mut self.rdns {
             rdns.after_batch();
         }
-    }
-
-    /// Address cache counts since the last batch (tests).
-    pub fn cache_counts(&self) -> CacheCounts {
-        self.addresses.counts()
     }
 }
 
