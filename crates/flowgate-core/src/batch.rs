@@ -28,9 +28,11 @@ pub struct RecordBatch {
     /// Each record's span inside `data`.
     pub records: Vec<Range<usize>>,
     pub finalizer: Finalizer,
-    /// Bytes sent before, read again because a delivery failed: the volume controls may
-    /// hold or remember their first copies, and must not take them for duplicates.
-    pub replay: bool,
+    /// Set when these bytes were sent before and are read again (a delivery failed, or the
+    /// object was rewritten before one succeeded): the volume controls may hold or
+    /// remember their first copies, and must not take them for duplicates. The number
+    /// tells the copies read in different rounds apart.
+    pub replay: Option<u32>,
 }
 
 /// Flat events with their shared record and group context.

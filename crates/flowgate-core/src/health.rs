@@ -76,6 +76,18 @@ pub fn task_failed(task: &str) {
     state().failed.push(task.to_owned());
 }
 
+/// Marks `task` failed if dropped while its thread panics: a stage that died must make
+/// `/healthz` fail, or the sources would keep polling with nowhere to send.
+pub struct FailedIfPanicking(pub &'static str);
+
+impl Drop for FailedIfPanicking {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            task_failed(self.0);
+        }
+    }
+}
+
 /// A batch of `source` whose newest tuple is `newest_ms` was delivered.
 pub fn delivered(source: &str, newest_ms: u64) {
     let mut s = state();
@@ -117,4 +129,28 @@ pub fn liveness() -> (bool, Vec<String>) {
         }
     }
     (problems.is_empty(), problems)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_stage_makes_the_process_unhealthy() {
+        let quiet = std::thread::spawn(|| {
+            let _guard = FailedIfPanicking("test.quiet");
+        });
+        quiet.join().unwrap();
+        assert!(!liveness().1.iter().any(|p| p.contains("test.quiet")));
+        let dies = std::thread::spawn(|| {
+            let _guard = FailedIfPanicking("test.dies");
+            panic!("on purpose");
+        });
+        assert!(dies.join().is_err());
+        let (alive, problems) = liveness();
+        assert!(
+            !alive && problems.contains(&"test.dies stopped".to_owned()),
+            "{problems:?}"
+        );
+    }
 }

@@ -143,8 +143,11 @@ struct ObjectState {
     read_pos: u64,
     /// The bytes just before `read_pos`, checked on every read.
     read_anchor: Anchor,
-    /// Bytes before this were sent once and are being read again after a failed delivery.
+    /// Bytes before this were sent once and are being read again: a delivery failed, or
+    /// the object was rewritten while some were not yet delivered.
     replay_until: u64,
+    /// How many times that happened: copies read in different rounds are told apart.
+    replay_round: u32,
     tracker: RangeTracker,
     /// The checkpoint last written to the store.
     stored: Option<u64>,
@@ -153,13 +156,23 @@ struct ObjectState {
 }
 
 impl ObjectState {
-    /// Starts over at 0 (the object was rewritten or truncated).
+    /// Starts over at 0 (the object was rewritten or truncated). Bytes sent but not yet
+    /// delivered may still fail, so what is read in their place is a replay: the volume
+    /// controls must not take it for a duplicate of them.
     fn restart(&mut self, reason: &'static str) {
         metrics::counter!(m::SOURCE_RESETS_TOTAL, "reason" => reason).increment(1);
+        if self.tracker.committed() < self.read_pos {
+            self.read_again_before(self.read_pos);
+        }
         self.read_pos = 0;
         self.read_anchor = Anchor::START;
-        self.replay_until = 0;
         self.tracker.reset();
+    }
+
+    /// Marks the bytes before `end` as read again, in a new round.
+    fn read_again_before(&mut self, end: u64) {
+        self.replay_until = self.replay_until.max(end);
+        self.replay_round += 1;
     }
 
     /// Moves the read position past bytes that need no delivery.
@@ -250,7 +263,12 @@ impl<S: ObjectStore> Follower<S> {
                     self.on_acks(ack);
                     self.store_checkpoints().await?;
                 }
-                _ = poll.tick() => self.poll(&out, &mut shutdown).await,
+                _ = poll.tick() => {
+                    self.poll(&out, &mut shutdown).await;
+                    // Positions that moved without a delivery (`start_at = "end"`, skipped
+                    // bytes) are stored too: a restart must not start over from them.
+                    self.store_checkpoints().await?;
+                }
             }
         }
         drop(out);
@@ -297,7 +315,7 @@ impl<S: ObjectStore> Follower<S> {
         };
         if object.tracker.ack(ack.batch_id, ack.status) == AckEffect::Failed {
             warn!(source = %self.name, object = %object.origin.path, offset = object.tracker.committed(), "delivery failed; reading again from the checkpoint");
-            object.replay_until = object.replay_until.max(object.read_pos);
+            object.read_again_before(object.read_pos);
             object.read_pos = object.tracker.committed();
             object.read_anchor = object.tracker.committed_anchor();
             self.in_flight.retain(|_, n| *n != name);
@@ -344,7 +362,9 @@ impl<S: ObjectStore> Follower<S> {
         let changed: Vec<(String, Checkpoint)> = self
             .objects
             .values()
-            .filter(|o| Some(o.tracker.committed()) != o.stored)
+            // An object older than `start_at` keeps no checkpoint: one would make it look
+            // followed after a restart, and it would be read.
+            .filter(|o| !o.before_start && Some(o.tracker.committed()) != o.stored)
             .map(|o| {
                 let cp = Checkpoint {
                     offset: o.tracker.committed(),
@@ -457,7 +477,9 @@ impl<S: ObjectStore> Follower<S> {
                 if !self.options.filter.accepts(&info.name) {
                     continue;
                 }
-                let state = self.discover(&info.name, info.len, first_scan).await;
+                let Some(state) = self.discover(&info.name, info.len, first_scan).await else {
+                    continue;
+                };
                 self.objects.insert(info.name.clone(), state);
             }
             let object = self.objects.get_mut(&info.name).expect("just inserted");
@@ -485,10 +507,18 @@ impl<S: ObjectStore> Follower<S> {
         }
     }
 
-    async fn discover(&mut self, name: &str, len: u64, first_scan: bool) -> ObjectState {
+    /// The state to follow a newly listed object with, from its checkpoint. `None` when
+    /// that cannot be known now (the checkpoint or the object could not be read): the
+    /// next poll tries again, rather than guess and skip or repeat data.
+    async fn discover(&mut self, name: &str, len: u64, first_scan: bool) -> Option<ObjectState> {
         let key = format!("{}/{}", self.name, name);
-        metrics::counter!(m::SOURCE_FILES_DISCOVERED_TOTAL).increment(1);
-        let checkpoint = self.checkpoints.get(&key).ok().flatten();
+        let checkpoint = match self.checkpoints.get(&key) {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(source = %self.name, object = %name, error = %e, "cannot read the checkpoint; will retry");
+                return None;
+            }
+        };
         let before_start = match self.options.start_at {
             StartAt::Since(t) => {
                 checkpoint.is_none() && hour_start(name).is_some_and(|h| h + 3600 <= t)
@@ -498,27 +528,39 @@ impl<S: ObjectStore> Follower<S> {
         if before_start {
             debug!(source = %self.name, object = %name, "object older than start_at; not read");
         }
-        let resume = match checkpoint {
+        let holds = match &checkpoint {
             Some(cp) => match Anchor::parse(&cp.anchor) {
-                Some(anchor)
-                    if cp.offset <= len && self.anchor_holds(name, cp.offset, anchor).await =>
-                {
-                    Some((cp.offset, anchor))
+                Some(anchor) if cp.offset <= len => {
+                    match self.anchor_holds(name, cp.offset, anchor).await {
+                        Ok(holds) => holds.then_some((cp.offset, anchor)),
+                        Err(e) => {
+                            warn!(source = %self.name, object = %name, error = %e, "cannot check the object against its checkpoint; will retry");
+                            return None;
+                        }
+                    }
                 }
-                _ => {
-                    warn!(source = %self.name, object = %name, offset = cp.offset, "object rewritten since its checkpoint; reading it from the start");
-                    metrics::counter!(m::SOURCE_RESETS_TOTAL, "reason" => "rewritten").increment(1);
-                    None
-                }
+                _ => None,
             },
-            None if first_scan && self.options.start_at == StartAt::End => {
-                self.end_of_records(name, len).await
-            }
             None => None,
         };
+        // Where to start, and whether the store already says so.
+        let (resume, stored) = match (&checkpoint, holds) {
+            (Some(cp), Some(at)) => (Some(at), Some(cp.offset)),
+            (Some(cp), None) => {
+                warn!(source = %self.name, object = %name, offset = cp.offset, "object rewritten since its checkpoint; reading it from the start");
+                metrics::counter!(m::SOURCE_RESETS_TOTAL, "reason" => "rewritten").increment(1);
+                (None, Some(cp.offset))
+            }
+            // Not stored yet: written at the next store, so that a restart resumes here.
+            (None, _) if first_scan && self.options.start_at == StartAt::End => {
+                (self.end_of_records(name, len).await, None)
+            }
+            (None, _) => (None, None),
+        };
+        metrics::counter!(m::SOURCE_FILES_DISCOVERED_TOTAL).increment(1);
         let (start, anchor) = resume.unwrap_or((0, Anchor::START));
         debug!(source = %self.name, object = %name, offset = start, "following object");
-        ObjectState {
+        Some(ObjectState {
             key,
             origin: Arc::new(Origin {
                 source: self.name.clone(),
@@ -528,10 +570,11 @@ impl<S: ObjectStore> Follower<S> {
             read_pos: start,
             read_anchor: anchor,
             replay_until: 0,
+            replay_round: 0,
             tracker: RangeTracker::new(start, anchor),
-            stored: resume.map(|(offset, _)| offset),
+            stored,
             before_start,
-        }
+        })
     }
 
     /// Reads `name` from its read position up to `len`, sending batches of records.
@@ -601,7 +644,7 @@ impl<S: ObjectStore> Follower<S> {
                     start: pos,
                     records: ex.records,
                     finalizer: Finalizer::new(batch_id, self.ack_tx.clone()),
-                    replay: pos < object.replay_until,
+                    replay: (pos < object.replay_until).then_some(object.replay_round),
                 };
                 self.in_flight.insert(batch_id, name.to_owned());
                 if !self.send(out, batch, shutdown).await {
@@ -664,13 +707,16 @@ impl<S: ObjectStore> Follower<S> {
         None
     }
 
-    /// True if the `anchor.len` bytes before `offset` still hash to the anchor.
-    async fn anchor_holds(&self, name: &str, offset: u64, anchor: Anchor) -> bool {
+    /// Whether the `anchor.len` bytes before `offset` still hash to the anchor.
+    async fn anchor_holds(
+        &self,
+        name: &str,
+        offset: u64,
+        anchor: Anchor,
+    ) -> Result<bool, StoreError> {
         let back = (anchor.len as u64).min(offset);
-        match self.store.read(name, offset - back, back as usize).await {
-            Ok(bytes) => anchor.matches(&bytes),
-            Err(_) => false,
-        }
+        let bytes = self.store.read(name, offset - back, back as usize).await?;
+        Ok(anchor.matches(&bytes))
     }
 
     /// Where to start in an object for `start_at = "end"`: just before its closing `]`,

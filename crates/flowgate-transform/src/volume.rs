@@ -8,9 +8,10 @@
 //!   The batches merged into a summary are acknowledged when the summary is delivered,
 //!   so aggregation holds checkpoints back by up to one interval, never loses them.
 //!
-//! A batch read again after a failed delivery (`RecordBatch::replay`) is neither
-//! suppressed nor merged into the summaries of its first reading, which may still be
-//! held: it goes into summaries of its own. Delivery is at least once, so a replay may
+//! A batch read again (`RecordBatch::replay`: after a failed delivery, or a rewrite
+//! before one succeeded) is neither suppressed nor merged into the summaries of an
+//! earlier reading, which may still be held: each round of replays gets summaries of its
+//! own. Delivery is at least once, so a replay may
 //! repeat events, but never drops them or counts their bytes twice in one summary.
 
 use flowgate_core::{
@@ -155,14 +156,14 @@ pub struct Aggregator {
     interval: Duration,
     max_flows: usize,
     /// One window per source (events of different sources carry different labels), and
-    /// one more for its replays.
+    /// one more per round of replays.
     windows: HashMap<WindowKey, Window>,
     opened: Option<Instant>,
     flows: usize,
 }
 
-/// Source name, subscription tag, replay.
-type WindowKey = (Arc<str>, Option<Arc<str>>, bool);
+/// Source name, subscription tag, replay round.
+type WindowKey = (Arc<str>, Option<Arc<str>>, Option<u32>);
 
 /// A flow: the group (rule, NIC, NSG) it was decided by and its 5-tuple and decision.
 #[derive(Hash, PartialEq, Eq)]
@@ -217,7 +218,7 @@ impl Aggregator {
     }
 
     /// Merges a batch's events; the batch is acknowledged with its summaries.
-    pub fn add(&mut self, batch: EventBatch, finalizer: Finalizer, replay: bool) {
+    pub fn add(&mut self, batch: EventBatch, finalizer: Finalizer, replay: Option<u32>) {
         self.opened.get_or_insert_with(Instant::now);
         let key = (
             batch.origin.source.clone(),
@@ -348,10 +349,15 @@ mod tests {
     #[test]
     fn a_flow_becomes_one_summary_and_a_replay_one_of_its_own() {
         let mut aggregator = Aggregator::new(Duration::from_secs(60), 1000);
-        aggregator.add(batch(), Finalizer::detached(), false);
-        aggregator.add(batch(), Finalizer::detached(), true);
+        aggregator.add(batch(), Finalizer::detached(), None);
+        aggregator.add(batch(), Finalizer::detached(), Some(1));
+        aggregator.add(batch(), Finalizer::detached(), Some(2));
         let out = aggregator.flush();
-        assert_eq!(out.len(), 2, "the first reading and the replay apart");
+        assert_eq!(
+            out.len(),
+            3,
+            "the first reading and each round of replays apart"
+        );
         for (summaries, _) in &out {
             assert_eq!(summaries.events.len(), 1);
             let e = &summaries.events[0];

@@ -66,7 +66,7 @@ fn run(
             start: *start,
             records: records.clone(),
             finalizer: Finalizer::detached(),
-            replay: false,
+            replay: None,
         };
         let (mut events_batch, finalizer) = flattener.flatten_batch(batch, |_, _| {});
         encode(&mut events_batch);

@@ -40,6 +40,7 @@ impl Transform {
         mut shutdown: watch::Receiver<bool>,
         runtime: tokio::runtime::Handle,
     ) {
+        let _alive = flowgate_core::health::FailedIfPanicking("transform");
         let mut flattener = Flattener::new();
         let mut reported: HashSet<(Arc<str>, &'static str)> = HashSet::new();
         let mut draining = false;
@@ -83,7 +84,7 @@ impl Transform {
             self.filter.apply(&mut events);
             // A replay's first copies may never have been delivered: suppressing them
             // as duplicates would lose them (at least once means a replay may repeat).
-            if let (Some(dedup), false) = (&mut self.dedup, replay) {
+            if let (Some(dedup), None) = (&mut self.dedup, replay) {
                 dedup.apply(&mut events);
             }
             match &mut self.aggregator {

@@ -45,7 +45,7 @@ fn batches(schema: Schema) -> Vec<RecordBatch> {
                 start: start as u64,
                 records: std::mem::take(&mut records),
                 finalizer: Finalizer::detached(),
-                replay: false,
+                replay: None,
             });
         }
     }

@@ -7,9 +7,11 @@
 //! connection has stayed open for [`SETTLE`] after that. A receiver that dies with our
 //! bytes unread in its socket buffer resets the connection within that time; the batches
 //! not yet delivered are then written again, first, on whichever connection is up. So a
-//! receiver that stops or restarts loses nothing (it may see a batch twice); a receiver
-//! that loses messages it has already read (killed with an in-memory queue) is beyond
-//! what TCP can tell.
+//! receiver that stops or restarts loses nothing (it may see a batch twice). Beyond what
+//! TCP can tell: a receiver that loses messages it has already read (killed with an
+//! in-memory queue), and one that stops reading but keeps its connection open for longer
+//! than [`SETTLE`] and is then killed (its kernel had acknowledged what sat in its receive
+//! buffer). Only an application-level acknowledgement (RELP, Kafka) closes those.
 
 use super::config::{Balance, Mode, Oversize, SyslogSinkConfig, WhenUnreachable};
 use super::transport::{Connector, Stream};
