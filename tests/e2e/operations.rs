@@ -37,6 +37,28 @@ fn file_sink_config(fg: &Instance, api: u16, extra: &str) {
 }
 
 #[test]
+fn a_finished_blob_is_not_read_again_at_every_poll() {
+    let mut fg = Instance::new();
+    let expected = fg.add_input(0, &fixture("nsg-v2.PT1H.json"));
+    let api = free_port();
+    file_sink_config(&fg, api, "");
+    fg.start();
+    fg.wait_for_lines(expected.len());
+    let reads = || {
+        let (_, text) = http_get(api, "/metrics").unwrap();
+        sample(&text, "flowgate_source_reads_total").unwrap()
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let before = reads();
+    // Five polls list the blob again; its closing `]}` is all that is left unread.
+    std::thread::sleep(Duration::from_secs(1));
+    let after = reads();
+    fg.stop();
+    assert!(before >= 1.0);
+    assert_eq!(after, before, "a finished blob costs no reads");
+}
+
+#[test]
 fn endpoints_report_progress_ready_and_lag() {
     let mut fg = Instance::new();
     let expected = fg.add_input(0, &fixture("nsg-v2.PT1H.json"));

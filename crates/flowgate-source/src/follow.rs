@@ -148,6 +148,9 @@ struct ObjectState {
     replay_until: u64,
     /// How many times that happened: copies read in different rounds are told apart.
     replay_round: u32,
+    /// The size at which the object was read to its closing `]}`: nothing to read until
+    /// it changes (the closing bytes stay unread, so the size alone says nothing).
+    complete_at: Option<u64>,
     tracker: RangeTracker,
     /// The checkpoint last written to the store.
     stored: Option<u64>,
@@ -166,7 +169,16 @@ impl ObjectState {
         }
         self.read_pos = 0;
         self.read_anchor = Anchor::START;
+        self.complete_at = None;
         self.tracker.reset();
+    }
+
+    /// Reads again from the checkpoint (a delivery failed).
+    fn rewind_to_checkpoint(&mut self) {
+        self.read_again_before(self.read_pos);
+        self.read_pos = self.tracker.committed();
+        self.read_anchor = self.tracker.committed_anchor();
+        self.complete_at = None;
     }
 
     /// Marks the bytes before `end` as read again, in a new round.
@@ -315,9 +327,7 @@ impl<S: ObjectStore> Follower<S> {
         };
         if object.tracker.ack(ack.batch_id, ack.status) == AckEffect::Failed {
             warn!(source = %self.name, object = %object.origin.path, offset = object.tracker.committed(), "delivery failed; reading again from the checkpoint");
-            object.read_again_before(object.read_pos);
-            object.read_pos = object.tracker.committed();
-            object.read_anchor = object.tracker.committed_anchor();
+            object.rewind_to_checkpoint();
             self.in_flight.retain(|_, n| *n != name);
         }
     }
@@ -490,7 +500,7 @@ impl<S: ObjectStore> Follower<S> {
                 warn!(source = %self.name, object = %object.origin.path, size = info.len, offset = object.read_pos, "object shrank; reading it from the start");
                 object.restart("truncated");
             }
-            if info.len > object.read_pos {
+            if info.len > object.read_pos && object.complete_at != Some(info.len) {
                 self.read_new(&info.name, info.len, out, shutdown).await;
             }
         }
@@ -571,6 +581,7 @@ impl<S: ObjectStore> Follower<S> {
             read_anchor: anchor,
             replay_until: 0,
             replay_round: 0,
+            complete_at: None,
             tracker: RangeTracker::new(start, anchor),
             stored,
             before_start,
@@ -654,6 +665,9 @@ impl<S: ObjectStore> Follower<S> {
                 object.skip_to(end, end_anchor);
             }
             if ex.complete {
+                if let Some(object) = self.objects.get_mut(name) {
+                    object.complete_at = Some(len);
+                }
                 return;
             }
             match ex.partial {
