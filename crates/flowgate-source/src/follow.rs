@@ -279,7 +279,9 @@ impl<S: ObjectStore> Follower<S> {
                     self.poll(&out, &mut shutdown).await;
                     // Positions that moved without a delivery (`start_at = "end"`, skipped
                     // bytes) are stored too: a restart must not start over from them.
-                    self.store_checkpoints().await?;
+                    if let Err(e) = self.store_checkpoints().await {
+                        warn!(source = %self.name, error = %e, "cannot store checkpoints; will retry");
+                    }
                 }
             }
         }
