@@ -181,7 +181,8 @@ fn batches_refused_and_read_again_are_not_suppressed_as_duplicates() {
     mock.create_topic(TOPIC, PARTITIONS, 1).unwrap();
     // The first produce requests are refused for good: their batches fail, and the
     // source reads them again from the checkpoint. Duplicate suppression has seen those
-    // events; it must not drop them the second time (nor aggregation double them).
+    // events; it must not drop them the second time. (That aggregation keeps a replay's
+    // summaries apart is checked in flowgate-transform's volume tests.)
     mock.request_errors(
         RDKafkaApiKey::Produce,
         &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED; 4],

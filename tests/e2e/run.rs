@@ -231,6 +231,42 @@ fn a_rewritten_file_is_read_again_from_the_start() {
 }
 
 #[test]
+fn a_finished_blob_rewritten_to_the_same_length_is_read_again() {
+    let mut h = Harness::new(1 << 20);
+    let mut blob = GrowingBlob::new(16);
+    blob.add_records(2);
+    blob.write_to(&h.blob());
+    let first = blob.expected(h.dir.path());
+    h.start();
+    h.wait_for_lines(first.len());
+    // Several polls see it finished (read to its closing `]}`).
+    std::thread::sleep(Duration::from_millis(500));
+    // The last counter of the last tuple changed: the same length, another version.
+    let mut doc = blob.document().into_bytes();
+    let at = doc.windows(2).rposition(|w| w == b"\"]").unwrap() - 1;
+    assert!(doc[at].is_ascii_digit(), "a counter ends the last tuple");
+    doc[at] = if doc[at] == b'7' { b'8' } else { b'7' };
+    let tmp = h.blob().with_extension("tmp");
+    std::fs::write(&tmp, &doc).unwrap();
+    std::fs::rename(&tmp, h.blob()).unwrap();
+    let rewritten = h.dir.path().join("rewritten.json");
+    std::fs::write(&rewritten, &doc).unwrap();
+    let out = flowgate(
+        &["convert", "--source", "test", rewritten.to_str().unwrap()],
+        None,
+    );
+    let second: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_ne!(first.last(), second.last());
+    h.wait_for_lines(first.len() + second.len());
+    h.stop();
+    assert_eq!(h.output()[first.len()..], second[..]);
+}
+
+#[test]
 fn a_malformed_record_is_logged_with_its_offset_and_skipped() {
     let mut h = Harness::new(1 << 20);
     std::fs::copy(fixture("bad.PT1H.json"), h.blob()).unwrap();

@@ -512,6 +512,7 @@ impl AzureContainer {
                     objects.push(ObjectInfo {
                         name: blob.name.clone(),
                         len: blob.properties.content_length,
+                        version: crate::store::version_of(blob.properties.etag.to_string()),
                     });
                 }
             }

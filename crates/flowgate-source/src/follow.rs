@@ -148,9 +148,10 @@ struct ObjectState {
     replay_until: u64,
     /// How many times that happened: copies read in different rounds are told apart.
     replay_round: u32,
-    /// The size at which the object was read to its closing `]}`: nothing to read until
-    /// it changes (the closing bytes stay unread, so the size alone says nothing).
-    complete_at: Option<u64>,
+    /// The size and version at which the object was read to its closing `]}`: nothing to
+    /// read until either changes (the closing bytes stay unread, so a size above the read
+    /// position alone says nothing).
+    complete_at: Option<(u64, u64)>,
     tracker: RangeTracker,
     /// The checkpoint last written to the store.
     stored: Option<u64>,
@@ -208,6 +209,9 @@ pub struct Follower<S> {
     ack_tx: mpsc::UnboundedSender<Ack>,
     ack_rx: mpsc::UnboundedReceiver<Ack>,
     first_scan: bool,
+    /// Objects of the first scan that could not be set up yet: they still start as the
+    /// first scan says (`start_at = "end"`), whenever that succeeds.
+    first_scan_retry: HashSet<String>,
     /// Listings failed in a row, and when to try again.
     failures: u32,
     retry_at: Option<tokio::time::Instant>,
@@ -230,6 +234,7 @@ impl<S: ObjectStore> Follower<S> {
             ack_tx,
             ack_rx,
             first_scan: true,
+            first_scan_retry: HashSet::new(),
             failures: 0,
             retry_at: None,
         }
@@ -371,26 +376,30 @@ impl<S: ObjectStore> Follower<S> {
     /// Writes every checkpoint that moved since the last write, in one transaction.
     async fn store_checkpoints(&mut self) -> Result<(), CheckpointError> {
         let now = unix_now();
-        let changed: Vec<(String, Checkpoint)> = self
+        // (object name, checkpoint key, checkpoint)
+        let changed: Vec<(String, String, Checkpoint)> = self
             .objects
-            .values()
+            .iter()
             // An object older than `start_at` keeps no checkpoint: one would make it look
             // followed after a restart, and it would be read.
-            .filter(|o| !o.before_start && Some(o.tracker.committed()) != o.stored)
-            .map(|o| {
+            .filter(|(_, o)| !o.before_start && Some(o.tracker.committed()) != o.stored)
+            .map(|(name, o)| {
                 let cp = Checkpoint {
                     offset: o.tracker.committed(),
                     anchor: o.tracker.committed_anchor().to_string(),
                     updated: now,
                 };
-                (o.key.clone(), cp)
+                (name.clone(), o.key.clone(), cp)
             })
             .collect();
         if changed.is_empty() {
             return Ok(());
         }
         let checkpoints = self.checkpoints.clone();
-        let written = changed.clone();
+        let written: Vec<(String, Checkpoint)> = changed
+            .iter()
+            .map(|(_, key, cp)| (key.clone(), cp.clone()))
+            .collect();
         tokio::task::spawn_blocking(move || {
             let updates: Vec<(&str, &Checkpoint)> =
                 written.iter().map(|(k, c)| (k.as_str(), c)).collect();
@@ -398,8 +407,8 @@ impl<S: ObjectStore> Follower<S> {
         })
         .await
         .expect("checkpoint writer panicked")?;
-        for (key, cp) in changed {
-            if let Some(o) = self.objects.values_mut().find(|o| o.key == key) {
+        for (name, _, cp) in changed {
+            if let Some(o) = self.objects.get_mut(&name) {
                 o.stored = Some(cp.offset);
             }
         }
@@ -489,7 +498,11 @@ impl<S: ObjectStore> Follower<S> {
                 if !self.options.filter.accepts(&info.name) {
                     continue;
                 }
-                let Some(state) = self.discover(&info.name, info.len, first_scan).await else {
+                let first = first_scan || self.first_scan_retry.remove(&info.name);
+                let Some(state) = self.discover(&info.name, info.len, first).await else {
+                    if first {
+                        self.first_scan_retry.insert(info.name.clone());
+                    }
                     continue;
                 };
                 self.objects.insert(info.name.clone(), state);
@@ -502,8 +515,9 @@ impl<S: ObjectStore> Follower<S> {
                 warn!(source = %self.name, object = %object.origin.path, size = info.len, offset = object.read_pos, "object shrank; reading it from the start");
                 object.restart("truncated");
             }
-            if info.len > object.read_pos && object.complete_at != Some(info.len) {
-                self.read_new(&info.name, info.len, out, shutdown).await;
+            if info.len > object.read_pos && object.complete_at != Some((info.len, info.version)) {
+                self.read_new(&info.name, info.len, info.version, out, shutdown)
+                    .await;
             }
         }
     }
@@ -595,6 +609,7 @@ impl<S: ObjectStore> Follower<S> {
         &mut self,
         name: &str,
         len: u64,
+        version: u64,
         out: &mpsc::Sender<RecordBatch>,
         shutdown: &mut watch::Receiver<bool>,
     ) {
@@ -667,8 +682,9 @@ impl<S: ObjectStore> Follower<S> {
                 object.skip_to(end, end_anchor);
             }
             if ex.complete {
-                if let Some(object) = self.objects.get_mut(name) {
-                    object.complete_at = Some(len);
+                // Unless a failed delivery rewound it while the last batch was being sent.
+                if let Some(object) = self.objects.get_mut(name).filter(|o| o.read_pos == end) {
+                    object.complete_at = Some((len, version));
                 }
                 return;
             }

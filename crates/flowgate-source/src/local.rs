@@ -10,7 +10,7 @@ use crate::follow::{
 use crate::path::{PathFilter, ScopeNames};
 use crate::store::{Listing, ObjectInfo, ObjectStore, StoreError};
 use serde::Deserialize;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -147,6 +147,7 @@ fn list_json_files(root: &Path) -> std::io::Result<Vec<ObjectInfo>> {
                     out.push(ObjectInfo {
                         name: name.display().to_string(),
                         len: meta.len(),
+                        version: crate::store::version_of((meta.modified().ok(), meta.ino())),
                     });
                 }
             }

@@ -12,6 +12,15 @@ pub struct ObjectInfo {
     /// Path relative to the store's root, or blob name: part of the checkpoint key.
     pub name: String,
     pub len: u64,
+    /// Changes whenever the object is written, even to the same length (a hash of the
+    /// blob's ETag; a file's modification time and inode).
+    pub version: u64,
+}
+
+/// A `version` from whatever identifies one version of an object.
+pub fn version_of(identity: impl std::hash::Hash) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(identity)
 }
 
 /// The result of one listing.

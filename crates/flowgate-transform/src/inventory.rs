@@ -3,8 +3,10 @@
 //!
 //! The file is CSV, one block per line: `cidr,name,owner,environment,tags` (tags
 //! `;`-separated; a first line starting with `cidr` is a header). Fields may be quoted as
-//! in RFC 4180 (`"Smith, J"`, `""` for a quote); `#` at the start of a line or after a
-//! blank, outside quotes, starts a comment.
+//! in RFC 4180 (`"Smith, J"`, `""` for a quote); a quote inside an unquoted field is kept
+//! as it is (`O"Brien`), as spreadsheet exports and Python's `csv` do; `#` at the start of
+//! a line or after a blank, outside quotes, starts a comment; empty trailing fields are
+//! ignored.
 
 use crate::filter::{bits_of, mask, Cidr};
 use crate::watched_file::WatchedFile;
@@ -34,10 +36,12 @@ impl Inventory {
             if fields.len() == 1 && fields[0].is_empty() {
                 continue;
             }
-            if std::mem::take(&mut header_possible) && fields[0].eq_ignore_ascii_case("cidr") {
+            if std::mem::take(&mut header_possible)
+                && fields[0].to_ascii_lowercase().starts_with("cidr")
+            {
                 continue;
             }
-            if fields.len() > 5 {
+            if fields.len() > 5 && fields[5..].iter().any(|f| !f.is_empty()) {
                 return Err(format!(
                     "{file}:{}: {} fields, expected cidr,name,owner,environment,tags (quote a field that holds a comma)",
                     i + 1,
@@ -101,7 +105,7 @@ fn csv_fields(line: &str) -> Result<Vec<String>, &'static str> {
     let mut fields = Vec::new();
     let mut field = String::new();
     let mut in_quotes = false;
-    // This field was quoted (only blanks may follow the closing quote).
+    // This field began with a quote (blanks after the closing quote are dropped).
     let mut was_quoted = false;
     let mut after_blank = true;
     let mut chars = line.chars().peekable();
@@ -135,10 +139,6 @@ fn csv_fields(line: &str) -> Result<Vec<String>, &'static str> {
                 in_quotes = true;
                 was_quoted = true;
             }
-            '"' => {
-                return Err("a quote inside a field: quote the whole field and double the quote")
-            }
-            _ if was_quoted => return Err("text after a closing quote"),
             c => field.push(c),
         }
         after_blank = c == ' ' || c == '\t';
@@ -248,10 +248,14 @@ mod tests {
         );
         let b = inv.lookup("10.1.3.4".parse().unwrap()).unwrap();
         assert_eq!((&*b.name, &*b.owner, &*b.tags), (" padded ", "", ""));
+        // What spreadsheet exports write: another header, stray quotes, empty columns.
+        let export =
+            "CIDR Block,Name,Owner,Env,Tags,,\n10.0.0.0/8,O\"Brien's VM,\"ops\"-team,prod,,,\n";
+        let inv = Inventory::parse(export, "export.csv").unwrap();
+        let a = inv.lookup("10.9.9.9".parse().unwrap()).unwrap();
+        assert_eq!((&*a.name, &*a.owner), ("O\"Brien's VM", "ops-team"));
         for (bad, why) in [
             ("10.0.0.0/8,\"open\n", "not closed"),
-            ("10.0.0.0/8,Smith \"J\"\n", "quote inside a field"),
-            ("10.0.0.0/8,\"a\"b\n", "after a closing quote"),
             ("10.0.0.0/8,a,b,c,d,e\n", "6 fields"),
         ] {
             let e = Inventory::parse(bad, "x.csv").unwrap_err();
