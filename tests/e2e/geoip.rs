@@ -209,3 +209,86 @@ fn geoip_fields_survive_cef_escaping() {
     assert_eq!(ru["srcAsOrg"], "LLC \"T1Cloud\"");
     assert!(!ru.contains_key("srcGeoCity"));
 }
+
+#[test]
+fn a_database_replaced_while_running_is_used_for_the_next_batches() {
+    let Some(python) = python_with_cefp() else {
+        return;
+    };
+    let mut fg = Instance::new();
+    // The same data, then with 13.64.0.0/11 moved to Canada.
+    let spec_path = fixture("geoip.json");
+    let mut spec: Value =
+        serde_json::from_str(&std::fs::read_to_string(&spec_path).unwrap()).unwrap();
+    let (before, after) = (fg.path("geoip-before"), fg.path("geoip-after"));
+    for dir in [&before, &after] {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    build_databases(&python, &before, "geoip2");
+    for entry in spec["city"].as_array_mut().unwrap() {
+        if entry["network"].as_str().unwrap().starts_with("13.") {
+            entry["country"] = "CA".into();
+            entry["country_name"] = "Canada".into();
+        }
+    }
+    let moved = fg.path("geoip-moved.json");
+    std::fs::write(&moved, spec.to_string()).unwrap();
+    let out = Command::new(&python)
+        .arg(repo().join("tests/tools/make_mmdb.py"))
+        .arg(&moved)
+        .arg(&after)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let city = fg.path("city.mmdb");
+    std::fs::copy(before.join("city.mmdb"), &city).unwrap();
+    fg.write_local_config(&format!(
+        r#"[sinks.file]
+type = "file"
+path = "{out}"
+[sinks.file.encoding]
+format = "json"
+
+[enrich]
+geoip_city = "{city}"
+inventory_reload_secs = 0.1"#,
+        out = fg.path("out.cef").display(),
+        city = city.display(),
+    ));
+    let t = 1_700_000_000;
+    let flow = |minute: u64| {
+        vec![vec![format!(
+            "{},10.0.0.4,13.67.143.115,50000,443,T,O,A,B,,,,",
+            t + 60 * minute
+        )]]
+    };
+    let country = |line: &str| {
+        let v: Value = serde_json::from_str(line).unwrap();
+        v["dst_geo"]["country"]
+            .as_str()
+            .unwrap_or("none")
+            .to_owned()
+    };
+    let first = fg.path("first.json");
+    std::fs::write(&first, document(&flow(0))).unwrap();
+    fg.add_input(0, &first);
+    fg.start();
+    fg.wait_for_lines(1);
+    assert_eq!(country(&fg.output()[0]), "US");
+
+    // Replaced the way a download job should: a new file renamed over the old one.
+    let tmp = fg.path("city.mmdb.tmp");
+    std::fs::copy(after.join("city.mmdb"), &tmp).unwrap();
+    std::fs::rename(&tmp, &city).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let second = fg.path("second.json");
+    std::fs::write(&second, document(&flow(1))).unwrap();
+    fg.add_input(1, &second);
+    fg.wait_for_lines(2);
+    fg.stop();
+    assert_eq!(country(&fg.output()[1]), "CA", "{}", fg.log());
+}
