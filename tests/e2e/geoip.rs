@@ -23,10 +23,15 @@ fn tuples() -> Vec<Vec<String>> {
     ]]
 }
 
+/// City and ASN databases in `dir` from the spec `tests/fixtures/geoip.json`.
 pub fn build_databases(python: &Path, dir: &Path, layout: &str) {
+    build_databases_from(python, &fixture("geoip.json"), dir, layout);
+}
+
+pub fn build_databases_from(python: &Path, spec: &Path, dir: &Path, layout: &str) {
     let out = Command::new(python)
         .arg(repo().join("tests/tools/make_mmdb.py"))
-        .arg(fixture("geoip.json"))
+        .arg(spec)
         .arg(dir)
         .args(["--layout", layout])
         .output()
@@ -233,17 +238,7 @@ fn a_database_replaced_while_running_is_used_for_the_next_batches() {
     }
     let moved = fg.path("geoip-moved.json");
     std::fs::write(&moved, spec.to_string()).unwrap();
-    let out = Command::new(&python)
-        .arg(repo().join("tests/tools/make_mmdb.py"))
-        .arg(&moved)
-        .arg(&after)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    build_databases_from(&python, &moved, &after, "geoip2");
     let city = fg.path("city.mmdb");
     std::fs::copy(before.join("city.mmdb"), &city).unwrap();
     fg.write_local_config(&format!(

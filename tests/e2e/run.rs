@@ -1,6 +1,6 @@
 //! `flowgate run` on a followed directory: growth, restarts, crashes, rewrites, bad data.
 
-use crate::support::{checkpoint_offsets, fixture, flowgate, wait_until, Instance};
+use crate::support::{checkpoint_offsets, converted_as, fixture, flowgate, wait_until, Instance};
 use flowgate::generate::{Generator, Schema, Target};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -57,6 +57,16 @@ drain_timeout_secs = 10
         Harness { fg }
     }
 
+    /// Sets the source's `start_at`.
+    fn start_at(&self, value: &str) {
+        let config = std::fs::read_to_string(self.path("flowgate.toml")).unwrap();
+        let config = config.replace(
+            "poll_interval_secs = 0.1",
+            &format!("poll_interval_secs = 0.1\nstart_at = \"{value}\""),
+        );
+        std::fs::write(self.path("flowgate.toml"), config).unwrap();
+    }
+
     fn blob(&self) -> PathBuf {
         self.path("logs").join(BLOB_DIR).join("PT1H.json")
     }
@@ -109,16 +119,7 @@ impl GrowingBlob {
         let file = dir.join("expected.json");
         std::fs::write(&file, self.document()).unwrap();
         // What the service sends for this source ("test" in the harness's config).
-        let out = flowgate(
-            &["convert", "--source", "test", file.to_str().unwrap()],
-            None,
-        );
-        assert!(out.status.success());
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .map(str::to_owned)
-            .collect()
+        converted_as(&file, "test")
     }
 }
 
@@ -251,15 +252,7 @@ fn a_finished_blob_rewritten_to_the_same_length_is_read_again() {
     std::fs::rename(&tmp, h.blob()).unwrap();
     let rewritten = h.dir.path().join("rewritten.json");
     std::fs::write(&rewritten, &doc).unwrap();
-    let out = flowgate(
-        &["convert", "--source", "test", rewritten.to_str().unwrap()],
-        None,
-    );
-    let second: Vec<String> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect();
+    let second = converted_as(&rewritten, "test");
     assert_ne!(first.last(), second.last());
     h.wait_for_lines(first.len() + second.len());
     h.stop();
@@ -313,12 +306,7 @@ fn a_failing_sink_holds_the_checkpoint_and_still_stops() {
 #[test]
 fn start_at_end_skips_what_exists_and_forwards_what_is_appended() {
     let mut h = Harness::new(1 << 20);
-    let config = std::fs::read_to_string(h.path("flowgate.toml")).unwrap();
-    let config = config.replace(
-        "poll_interval_secs = 0.1",
-        "poll_interval_secs = 0.1\nstart_at = \"end\"",
-    );
-    std::fs::write(h.path("flowgate.toml"), config).unwrap();
+    h.start_at("end");
     let mut blob = GrowingBlob::new(15);
     blob.add_records(3);
     blob.write_to(&h.blob());
@@ -351,31 +339,13 @@ fn start_at_end_skips_what_exists_and_forwards_what_is_appended() {
 #[test]
 fn an_hour_before_start_at_stays_unread_across_restarts() {
     let mut h = Harness::new(1 << 20);
-    let config = std::fs::read_to_string(h.path("flowgate.toml")).unwrap();
-    let config = config.replace(
-        "poll_interval_secs = 0.1",
-        "poll_interval_secs = 0.1\nstart_at = \"2024-03-04T11:30:00Z\"",
-    );
-    std::fs::write(h.path("flowgate.toml"), config).unwrap();
+    h.start_at("2024-03-04T11:30:00Z");
     // 10:00-11:00 ended before start_at; 11:00-12:00 holds it and is read whole.
     std::fs::copy(fixture("nsg-v2.PT1H.json"), h.blob()).unwrap();
     let next_hour = h.path("logs").join(BLOB_DIR.replace("/h=10/", "/h=11/"));
     std::fs::create_dir_all(&next_hour).unwrap();
     std::fs::copy(fixture("nsg-edge.PT1H.json"), next_hour.join("PT1H.json")).unwrap();
-    let out = flowgate(
-        &[
-            "convert",
-            "--source",
-            "test",
-            fixture("nsg-edge.PT1H.json").to_str().unwrap(),
-        ],
-        None,
-    );
-    let expected: Vec<String> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect();
+    let expected = converted_as(&fixture("nsg-edge.PT1H.json"), "test");
     h.start();
     h.wait_for_lines(expected.len());
     std::thread::sleep(Duration::from_millis(500));

@@ -111,8 +111,13 @@ pub fn free_port() -> u16 {
 /// must deliver for it, in order. (A file with bad records exits 1 but still prints every
 /// good tuple, which is what the service delivers too.)
 pub fn converted(file: &Path) -> Vec<String> {
+    converted_as(file, "local")
+}
+
+/// `converted` for a source named `source`.
+pub fn converted_as(file: &Path, source: &str) -> Vec<String> {
     let out = flowgate(
-        &["convert", "--source", "local", file.to_str().unwrap()],
+        &["convert", "--source", source, file.to_str().unwrap()],
         None,
     );
     String::from_utf8(out.stdout)

@@ -64,6 +64,13 @@ fn stamp(path: &Path) -> Option<Stamp> {
 mod tests {
     use super::*;
 
+    /// Writes `text` to `path` and sets its modification time back to `time`.
+    fn write_at_time(path: &Path, text: &str, time: SystemTime) {
+        std::fs::write(path, text).unwrap();
+        let file = std::fs::File::options().write(true).open(path).unwrap();
+        file.set_modified(time).unwrap();
+    }
+
     #[test]
     fn a_change_of_content_size_or_inode_is_seen_even_at_the_same_time() {
         let dir = tempfile::tempdir().unwrap();
@@ -73,24 +80,12 @@ mod tests {
         let mut watched = WatchedFile::new(&path, Duration::ZERO);
         assert!(!watched.changed());
         // Same modification time, other size (`cp -p` of another version).
-        std::fs::write(&path, "ab").unwrap();
-        std::fs::File::options()
-            .write(true)
-            .open(&path)
-            .unwrap()
-            .set_modified(time)
-            .unwrap();
+        write_at_time(&path, "ab", time);
         assert!(watched.changed());
         assert!(!watched.changed(), "once per change");
         // Same time and size, other file (replaced by a rename).
         let next = dir.path().join("next.csv");
-        std::fs::write(&next, "cd").unwrap();
-        std::fs::File::options()
-            .write(true)
-            .open(&next)
-            .unwrap()
-            .set_modified(time)
-            .unwrap();
+        write_at_time(&next, "cd", time);
         std::fs::rename(&next, &path).unwrap();
         assert!(watched.changed());
         std::fs::remove_file(&path).unwrap();
