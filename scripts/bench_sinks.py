@@ -58,21 +58,27 @@ def wait_port(port, timeout=15):
     sys.exit(f"nothing listens on {port}")
 
 
-def measure(cmd, done, timeout):
-    """Runs cmd until done() is true; returns (wall, user, sys, maxrss MiB)."""
+def measure(cmd, done, timeout, stdin=None):
+    """Runs cmd until done() is true, then stops it with SIGTERM; a command given `stdin`
+    is left to exit by itself. Returns (wall seconds until done, user, sys, maxrss MiB)."""
     start = time.monotonic()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    finished = None
-    while time.monotonic() - start < timeout:
-        if done():
+    proc = subprocess.Popen(cmd, stdin=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    finished = ru = None
+    while ru is None and time.monotonic() - start < timeout:
+        if finished is None and done():
             finished = time.monotonic()
-            break
-        if proc.poll() is not None:
-            break
-        time.sleep(0.05)
-    if proc.poll() is None:
+            if stdin is None:
+                proc.send_signal(signal.SIGTERM)
+        pid, _, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            ru = usage
+        else:
+            time.sleep(0.05)
+    if ru is None:
         proc.send_signal(signal.SIGTERM)
-    _, _, ru = os.wait4(proc.pid, 0)
+        _, _, ru = os.wait4(proc.pid, 0)
+    if finished is None and done():
+        finished = time.monotonic()
     if finished is None:
         sys.exit(f"{cmd[0]} did not finish")
     return finished - start, ru.ru_utime, ru.ru_stime, ru.ru_maxrss / 1024

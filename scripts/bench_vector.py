@@ -22,7 +22,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_sinks import LAYOUT, flowgate_config, free_port, measure, report  # noqa: E402
@@ -102,8 +101,9 @@ def main():
             f.write(vector_conf.replace("@PORT@", str(receiver.port)).replace("@DATA@", data))
         before = receiver.count()
         with open(ndjson, "rb") as stdin:
-            wall, user, sys_, rss = measure_stdin([a.vector, "--quiet", "--config", conf], stdin,
-                                                  lambda: receiver.count() - before >= events, a.timeout)
+            wall, user, sys_, rss = measure([a.vector, "--quiet", "--config", conf],
+                                            lambda: receiver.count() - before >= events, a.timeout,
+                                            stdin=stdin)
         report("vector", events, wall, user, sys_, rss)
         vector_cpu = (user + sys_) / events
 
@@ -119,29 +119,6 @@ def main():
         report("flowgate", events, wall, user, sys_, rss)
         print(json.dumps({"round": round_, "vector_cpu_per_flowgate_cpu": round(vector_cpu / ((user + sys_) / events), 1)}),
               flush=True)
-
-
-def measure_stdin(cmd, stdin, done, timeout):
-    """`measure` for a command that reads stdin and exits by itself once it has sent it."""
-    start = time.monotonic()
-    proc = subprocess.Popen(cmd, stdin=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    finished = ru = None
-    while time.monotonic() - start < timeout:
-        if finished is None and done():
-            finished = time.monotonic()
-        pid, _, usage = os.wait4(proc.pid, os.WNOHANG)
-        if pid:
-            ru = usage
-            break
-        time.sleep(0.05)
-    if ru is None:
-        proc.terminate()
-        _, _, ru = os.wait4(proc.pid, 0)
-    if finished is None and done():
-        finished = time.monotonic()
-    if finished is None:
-        sys.exit(f"{cmd[0]} did not deliver every event")
-    return finished - start, ru.ru_utime, ru.ru_stime, ru.ru_maxrss / 1024
 
 
 if __name__ == "__main__":
