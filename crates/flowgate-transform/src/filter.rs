@@ -238,59 +238,55 @@ impl FilterConfig {
             _ => None,
         };
         let name = |v: &str| (!v.is_empty()).then(|| v.to_owned());
-        let cidrs = |key: &str, include: &[String], exclude_key: &str, exclude: &[String]| {
-            Ok::<_, String>(Lists::new(
-                each(key, include, Cidr::parse)?,
-                each(exclude_key, exclude, Cidr::parse)?,
+        // `key` and its `exclude_` twin.
+        fn lists<T>(
+            key: &str,
+            include: &[String],
+            exclude: &[String],
+            parse: impl Fn(&str) -> Option<T> + Copy,
+        ) -> Result<Lists<T>, String> {
+            Ok(Lists::new(
+                each(key, include, parse)?,
+                each(&format!("exclude_{key}"), exclude, parse)?,
             ))
-        };
-        let ports = |key: &str, include: &[String], exclude_key: &str, exclude: &[String]| {
-            Ok::<_, String>(Lists::new(
-                each(key, include, port_range)?,
-                each(exclude_key, exclude, port_range)?,
-            ))
-        };
+        }
         Ok(Filter {
             actions: each("actions", &self.actions, action)?,
             directions: each("directions", &self.directions, direction)?,
-            protocols: Lists::new(
-                each("protocols", &self.protocols, protocol)?,
-                each("exclude_protocols", &self.exclude_protocols, protocol)?,
-            ),
+            protocols: lists(
+                "protocols",
+                &self.protocols,
+                &self.exclude_protocols,
+                protocol,
+            )?,
             keep_begin: self.keep_begin,
-            cidrs: cidrs("cidrs", &self.cidrs, "exclude_cidrs", &self.exclude_cidrs)?,
-            source_cidrs: cidrs(
+            cidrs: lists("cidrs", &self.cidrs, &self.exclude_cidrs, Cidr::parse)?,
+            source_cidrs: lists(
                 "source_cidrs",
                 &self.source_cidrs,
-                "exclude_source_cidrs",
                 &self.exclude_source_cidrs,
+                Cidr::parse,
             )?,
-            destination_cidrs: cidrs(
+            destination_cidrs: lists(
                 "destination_cidrs",
                 &self.destination_cidrs,
-                "exclude_destination_cidrs",
                 &self.exclude_destination_cidrs,
+                Cidr::parse,
             )?,
-            source_ports: ports(
+            source_ports: lists(
                 "source_ports",
                 &self.source_ports,
-                "exclude_source_ports",
                 &self.exclude_source_ports,
+                port_range,
             )?,
-            destination_ports: ports(
+            destination_ports: lists(
                 "destination_ports",
                 &self.destination_ports,
-                "exclude_destination_ports",
                 &self.exclude_destination_ports,
+                port_range,
             )?,
-            rules: Lists::new(
-                each("rules", &self.rules, name)?,
-                each("exclude_rules", &self.exclude_rules, name)?,
-            ),
-            nsgs: Lists::new(
-                each("nsgs", &self.nsgs, name)?,
-                each("exclude_nsgs", &self.exclude_nsgs, name)?,
-            ),
+            rules: lists("rules", &self.rules, &self.exclude_rules, name)?,
+            nsgs: lists("nsgs", &self.nsgs, &self.exclude_nsgs, name)?,
         })
     }
 }
