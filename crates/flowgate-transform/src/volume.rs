@@ -11,8 +11,8 @@
 //! A batch read again (`RecordBatch::replay`: after a failed delivery, or a rewrite
 //! before one succeeded) is neither suppressed nor merged into the summaries of an
 //! earlier reading, which may still be held: each round of replays gets summaries of its
-//! own. Delivery is at least once, so a replay may
-//! repeat events, but never drops them or counts their bytes twice in one summary.
+//! own. Delivery is at least once, so a replay may repeat events, but never drops them or
+//! counts their bytes twice in one summary.
 
 use flowgate_core::{
     metric_names as m, EventBatch, Finalizer, FlowEvent, FlowState, Origin, Summary,
