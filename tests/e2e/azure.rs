@@ -555,14 +555,14 @@ fn after_a_full_listing_a_poll_costs_two_requests_per_nsg_whatever_the_history()
     let total = fill_history(&container, &runtime, 3, 720);
     assert_eq!(total, 4326);
 
-    let full = runtime.block_on(container.list()).unwrap();
+    let full = runtime.block_on(container.list(&|_| true)).unwrap();
     assert!(full.complete);
     assert_eq!(full.objects.len(), total);
     assert_eq!(full.requests, 1, "one page holds up to 5,000 names");
 
     let hour = flowgate_core::time::UtcTime::from_epoch_ms(unix_now() * 1000).hour_partition();
     for _ in 0..3 {
-        let recent = runtime.block_on(container.list()).unwrap();
+        let recent = runtime.block_on(container.list(&|_| true)).unwrap();
         assert!(
             !recent.complete,
             "a partial listing never makes blobs look deleted"
@@ -590,10 +590,10 @@ fn after_a_full_listing_a_poll_costs_two_requests_per_nsg_whatever_the_history()
         "[sources.azure.include]\nnsgs = [\"nsg-01\"]\n\n[sinks.file]",
     );
     let (container, runtime) = s.container();
-    let full = runtime.block_on(container.list()).unwrap();
+    let full = runtime.block_on(container.list(&|_| true)).unwrap();
     assert_eq!(full.objects.len(), total / 3);
     assert!(full.objects.iter().all(|o| o.name.contains("/NSG-01/")));
-    let recent = runtime.block_on(container.list()).unwrap();
+    let recent = runtime.block_on(container.list(&|_| true)).unwrap();
     assert_eq!((recent.requests, recent.objects.len()), (2, 4));
 }
 

@@ -79,6 +79,7 @@ fn validate_accepts_the_shipped_configs() {
         "configs/azure-access-key.example.toml",
         "configs/azure-sas.example.toml",
         "configs/azurite.example.toml",
+        "configs/cluster-azurite.example.toml",
         "configs/azure-workload-identity.example.toml",
         "configs/azure-managed-identity.example.toml",
         "configs/azure-service-principal.example.toml",

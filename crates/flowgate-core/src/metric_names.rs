@@ -79,7 +79,61 @@ pub enum Kind {
 }
 
 /// Every metric with its type and `# HELP` text (docs/METRICS.md says more).
+/// Gauge, label `source`: partitions whose blob lease this instance holds (cluster mode).
+pub const CLUSTER_PARTITIONS_OWNED: &str = "flowgate_cluster_partitions_owned";
+/// Gauge, label `source`: live instances (holding their presence lease) this one sees.
+pub const CLUSTER_INSTANCES: &str = "flowgate_cluster_instances";
+/// Labels `source`, `result`: `ok`, `failed` (presence and partition leases).
+pub const CLUSTER_LEASE_RENEWALS_TOTAL: &str = "flowgate_cluster_lease_renewals_total";
+/// Labels `source`, `reason`: `free` (never owned or released), `takeover` (its owner's
+/// lease expired without a release).
+pub const CLUSTER_PARTITIONS_ACQUIRED_TOTAL: &str = "flowgate_cluster_partitions_acquired_total";
+/// Labels `source`, `reason`: `released` (rebalancing), `lost` (renewal refused or not
+/// possible in time), `refused` (a checkpoint write refused by its condition).
+pub const CLUSTER_PARTITIONS_DROPPED_TOTAL: &str = "flowgate_cluster_partitions_dropped_total";
+/// Label `source`: checkpoint blobs written (each holds one partition's checkpoints).
+pub const CLUSTER_CHECKPOINT_WRITES_TOTAL: &str = "flowgate_cluster_checkpoint_writes_total";
+/// Labels `source`, `reason`: `lease` (the lease is another's or gone), `etag` (written by
+/// someone else since), `epoch` (acknowledged after its partition was lost).
+pub const CLUSTER_CHECKPOINT_WRITES_REFUSED_TOTAL: &str =
+    "flowgate_cluster_checkpoint_writes_refused_total";
+
 pub const CATALOGUE: &[(&str, Kind, &str)] = &[
+    (
+        CLUSTER_PARTITIONS_OWNED,
+        Kind::Gauge,
+        "Partitions whose blob lease this instance holds.",
+    ),
+    (
+        CLUSTER_INSTANCES,
+        Kind::Gauge,
+        "Live instances of the cluster this instance sees.",
+    ),
+    (
+        CLUSTER_LEASE_RENEWALS_TOTAL,
+        Kind::Counter,
+        "Lease renewals (presence and partitions), by result.",
+    ),
+    (
+        CLUSTER_PARTITIONS_ACQUIRED_TOTAL,
+        Kind::Counter,
+        "Partitions acquired, free or taken over from an instance whose lease expired.",
+    ),
+    (
+        CLUSTER_PARTITIONS_DROPPED_TOTAL,
+        Kind::Counter,
+        "Partitions given up: released for balance, lost, or refused a checkpoint write.",
+    ),
+    (
+        CLUSTER_CHECKPOINT_WRITES_TOTAL,
+        Kind::Counter,
+        "Partition checkpoint blobs written.",
+    ),
+    (
+        CLUSTER_CHECKPOINT_WRITES_REFUSED_TOTAL,
+        Kind::Counter,
+        "Checkpoint writes refused by their lease or ETag condition, or after the partition was lost.",
+    ),
     (RECORDS_TOTAL, Kind::Counter, "Flow log records parsed."),
     (
         RECORDS_FAILED_TOTAL,

@@ -3,8 +3,12 @@
 use crate::encode::{Encoder, Format, Framing, SyslogConfig, SyslogKind};
 use crate::kafka::KafkaSinkConfig;
 use crate::syslog::SyslogSinkConfig;
+use crate::{KafkaSink, SyslogSink, WriterSink};
+use flowgate_core::Delivery;
 use serde::Deserialize;
 use std::path::PathBuf;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 
 /// How events become bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
@@ -75,5 +79,35 @@ impl SinkConfig {
             SinkConfig::Syslog(c) => c.validate(&prefix),
             SinkConfig::Kafka(c) => c.validate(&prefix),
         }
+    }
+
+    /// Opens the sink (files, sockets, the Kafka client) and starts it on `input`: writers
+    /// block on their files and librdkafka on its queue, so they get blocking threads;
+    /// syslog is a task. `abort` turning true makes it give up on batches it is retrying.
+    pub fn build(
+        &self,
+        name: &str,
+        input: mpsc::Receiver<Delivery>,
+        abort: watch::Receiver<bool>,
+    ) -> Result<JoinHandle<()>, String> {
+        let prefix = format!("sinks.{name}");
+        Ok(match self {
+            SinkConfig::Stdout(c) => {
+                let writer = WriterSink::stdout(name, c);
+                tokio::task::spawn_blocking(move || writer.run(input, abort))
+            }
+            SinkConfig::File(c) => {
+                let writer = WriterSink::file(name, c).map_err(|e| format!("{prefix}: {e}"))?;
+                tokio::task::spawn_blocking(move || writer.run(input, abort))
+            }
+            SinkConfig::Syslog(c) => {
+                let sink = SyslogSink::new(name, c).map_err(|e| format!("{prefix}: {e}"))?;
+                tokio::spawn(sink.run(input, abort))
+            }
+            SinkConfig::Kafka(c) => {
+                let sink = KafkaSink::new(name, c).map_err(|e| format!("{prefix}: {e}"))?;
+                tokio::task::spawn_blocking(move || sink.run(input, abort))
+            }
+        })
     }
 }

@@ -11,10 +11,11 @@
 
 use crate::aad::AzureAdConfig;
 use crate::follow::{
-    default_max_record, default_poll_interval, default_read_chunk, FollowOptions, StartAt,
+    default_concurrent_reads, default_max_record, default_poll_interval, default_read_chunk,
+    FollowOptions, StartAt,
 };
 use crate::path::{hour_dir, PathFilter, ScopeNames};
-use crate::store::{Listing, ObjectInfo, ObjectStore, StoreError};
+use crate::store::{DirFilter, Listing, ObjectInfo, ObjectStore, StoreError};
 use azure_core::error::ErrorKind;
 use azure_core::{ExponentialRetryOptions, RetryOptions, TransportOptions};
 use azure_storage::{CloudLocation, ConnectionString, StorageCredentials};
@@ -89,6 +90,10 @@ pub struct BlobSourceConfig {
     pub read_chunk_bytes: usize,
     #[serde(default = "default_max_record")]
     pub max_record_bytes: usize,
+    /// Range reads in flight at once, over different NSGs and MACs (each one's hours are
+    /// read one after another, in order).
+    #[serde(default = "default_concurrent_reads")]
+    pub max_concurrent_reads: usize,
     /// Timeout of one request to the storage service.
     #[serde(default = "default_request_timeout")]
     pub request_timeout_secs: f64,
@@ -111,6 +116,103 @@ fn default_full_listing_interval() -> f64 {
 
 impl BlobSourceConfig {
     /// Checks the config without I/O; errors name the key and never show a secret.
+    pub fn validate(&self, prefix: &str) -> Result<(), String> {
+        self.account().validate(prefix)?;
+        if self.container.is_empty() {
+            return Err(format!("{prefix}.container must not be empty"));
+        }
+        if self.full_listing_interval_secs.is_nan()
+            || self.full_listing_interval_secs < self.poll_interval_secs
+        {
+            return Err(format!(
+                "{prefix}.full_listing_interval_secs must be at least poll_interval_secs"
+            ));
+        }
+        self.filter().validate(prefix)?;
+        FollowOptions::check(
+            prefix,
+            self.poll_interval_secs,
+            self.read_chunk_bytes,
+            self.max_record_bytes,
+            self.max_concurrent_reads,
+        )
+    }
+
+    pub fn follow_options(&self) -> FollowOptions {
+        FollowOptions::new(
+            self.poll_interval_secs,
+            self.start_at,
+            self.read_chunk_bytes,
+            self.max_record_bytes,
+        )
+        .with_concurrent_reads(self.max_concurrent_reads)
+        .with_subscription_tag(self.subscription_tag.as_deref())
+        .with_filter(self.filter())
+    }
+
+    fn filter(&self) -> PathFilter {
+        PathFilter {
+            include: self.include.clone(),
+            exclude: self.exclude.clone(),
+        }
+    }
+
+    /// The account part of this source's settings.
+    pub fn account(&self) -> StorageAccount {
+        StorageAccount {
+            account: self.account.clone(),
+            connection_string: self.connection_string.clone(),
+            access_key: self.access_key.clone(),
+            sas_token: self.sas_token.clone(),
+            use_emulator: self.use_emulator,
+            azure_ad: self.azure_ad.clone(),
+            ca_file: self.ca_file.clone(),
+            endpoint: self.endpoint.clone(),
+            request_timeout_secs: self.request_timeout_secs,
+        }
+    }
+
+    /// The container client, on a pooled HTTP client with timeouts.
+    pub fn build(&self) -> Result<AzureContainer, String> {
+        let client = self.account().container_client(&self.container)?;
+        Ok(AzureContainer {
+            client,
+            prefix: self.prefix.clone(),
+            filter: self.filter(),
+            full_listing_every: Duration::from_secs_f64(self.full_listing_interval_secs),
+            discovery: Arc::new(Mutex::new(Discovery::default())),
+        })
+    }
+}
+
+/// A storage account and how to reach and sign in to it: the credential settings every
+/// Azure Blob table of the config shares (a source, and the cluster's state container).
+/// Exactly one credential is set.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageAccount {
+    #[serde(default)]
+    pub account: Option<String>,
+    #[serde(default)]
+    pub connection_string: Option<Secret>,
+    #[serde(default)]
+    pub access_key: Option<Secret>,
+    #[serde(default)]
+    pub sas_token: Option<Secret>,
+    #[serde(default)]
+    pub use_emulator: bool,
+    #[serde(default)]
+    pub azure_ad: Option<AzureAdConfig>,
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_secs: f64,
+}
+
+impl StorageAccount {
+    /// Checks the settings without I/O; errors name the key and never show a secret.
     pub fn validate(&self, prefix: &str) -> Result<(), String> {
         let credentials = [
             self.connection_string.is_some(),
@@ -148,9 +250,6 @@ impl BlobSourceConfig {
                 format!("{prefix}.connection_string is not a valid connection string")
             })?;
         }
-        if self.container.is_empty() {
-            return Err(format!("{prefix}.container must not be empty"));
-        }
         if let Some(endpoint) = &self.endpoint {
             if !(endpoint.starts_with("https://") || endpoint.starts_with("http://")) {
                 return Err(format!("{prefix}.endpoint must be an http(s) URL"));
@@ -159,38 +258,7 @@ impl BlobSourceConfig {
         if !(self.request_timeout_secs > 0.0 && self.request_timeout_secs <= 600.0) {
             return Err(format!("{prefix}.request_timeout_secs must be in (0, 600]"));
         }
-        if self.full_listing_interval_secs.is_nan()
-            || self.full_listing_interval_secs < self.poll_interval_secs
-        {
-            return Err(format!(
-                "{prefix}.full_listing_interval_secs must be at least poll_interval_secs"
-            ));
-        }
-        self.filter().validate(prefix)?;
-        FollowOptions::check(
-            prefix,
-            self.poll_interval_secs,
-            self.read_chunk_bytes,
-            self.max_record_bytes,
-        )
-    }
-
-    pub fn follow_options(&self) -> FollowOptions {
-        FollowOptions::new(
-            self.poll_interval_secs,
-            self.start_at,
-            self.read_chunk_bytes,
-            self.max_record_bytes,
-        )
-        .with_subscription_tag(self.subscription_tag.as_deref())
-        .with_filter(self.filter())
-    }
-
-    fn filter(&self) -> PathFilter {
-        PathFilter {
-            include: self.include.clone(),
-            exclude: self.exclude.clone(),
-        }
+        Ok(())
     }
 
     /// Where the account is and how to sign requests (no I/O yet).
@@ -271,8 +339,8 @@ impl BlobSourceConfig {
         Ok((location, credentials))
     }
 
-    /// The container client, on a pooled HTTP client with timeouts.
-    pub fn build(&self) -> Result<AzureContainer, String> {
+    /// A client of `container`, on a pooled HTTP client with timeouts and bounded retries.
+    pub fn container_client(&self, container: &str) -> Result<ContainerClient, String> {
         let mut http = reqwest::Client::builder()
             .pool_max_idle_per_host(8)
             .pool_idle_timeout(Duration::from_secs(90))
@@ -301,17 +369,10 @@ impl BlobSourceConfig {
             max_total_elapsed: Duration::from_secs(30),
             max_delay: Duration::from_secs(5),
         });
-        let client = ClientBuilder::with_location(location, credentials)
+        Ok(ClientBuilder::with_location(location, credentials)
             .transport(TransportOptions::new(Arc::new(http)))
             .retry(retry)
-            .container_client(&self.container);
-        Ok(AzureContainer {
-            client,
-            prefix: self.prefix.clone(),
-            filter: self.filter(),
-            full_listing_every: Duration::from_secs_f64(self.full_listing_interval_secs),
-            discovery: Arc::new(Mutex::new(Discovery::default())),
-        })
+            .container_client(container))
     }
 }
 
@@ -437,15 +498,15 @@ fn status_of(e: &azure_core::Error) -> Option<u16> {
 fn store_error(what: &str, e: azure_core::Error) -> StoreError {
     match status_of(&e) {
         Some(404) => StoreError::NotFound(what.to_owned()),
-        Some(401 | 403) => StoreError::Denied(format!("{what}: {}", first_line(&e))),
-        Some(status) => StoreError::Other(format!("{what}: HTTP {status}: {}", first_line(&e))),
-        None => StoreError::Other(format!("{what}: {}", first_line(&e))),
+        Some(401 | 403) => StoreError::Denied(format!("{what}: {}", error_text(&e))),
+        Some(status) => StoreError::Other(format!("{what}: HTTP {status}: {}", error_text(&e))),
+        None => StoreError::Other(format!("{what}: {}", error_text(&e))),
     }
 }
 
 /// The error and its causes, one line each joined by ": " (SDK errors can carry response
 /// bodies over many lines, and their top line alone can hide the cause).
-fn first_line(e: &azure_core::Error) -> String {
+pub(crate) fn error_text(e: &azure_core::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut next: Option<&dyn std::error::Error> = Some(e);
     while let Some(err) = next {
@@ -522,7 +583,7 @@ impl AzureContainer {
 }
 
 impl ObjectStore for AzureContainer {
-    async fn list(&self) -> Result<Listing, StoreError> {
+    async fn list(&self, wanted: DirFilter<'_>) -> Result<Listing, StoreError> {
         let (full_due, dirs) = {
             let d = self.discovery.lock().expect("discovery lock");
             let due = !d.partitioned
@@ -552,7 +613,7 @@ impl ObjectStore for AzureContainer {
                 .unwrap_or(0);
             let hours = [now, now.saturating_sub(3600)]
                 .map(|t| UtcTime::from_epoch_ms(t * 1000).hour_partition());
-            for dir in &dirs {
+            for dir in dirs.iter().filter(|d| wanted(d)) {
                 for hour in &hours {
                     requests += self
                         .list_prefix(&format!("{dir}{hour}"), &mut objects)

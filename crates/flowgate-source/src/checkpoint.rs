@@ -28,6 +28,120 @@ pub struct Checkpoint {
     pub anchor: String,
     /// Unix seconds of the last update.
     pub updated: u64,
+    /// Set when everything the object held was read and delivered: its size and version
+    /// then. While a listing shows the same, a restart or a takeover neither reads the
+    /// object nor checks its anchor (a restart costs no request per retained blob).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub complete: Option<Complete>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Complete {
+    pub size: u64,
+    pub version: u64,
+}
+
+/// A checkpoint to store, for an object of the partition claimed in `epoch`.
+#[derive(Debug, Clone)]
+pub struct Update {
+    pub name: Arc<str>,
+    pub epoch: u64,
+    pub checkpoint: Checkpoint,
+}
+
+/// Where a follower keeps its checkpoints, and which objects it may follow: all of them
+/// ([`LocalCheckpoints`], one instance), or those of the partitions whose blob leases this
+/// instance holds ([`crate::cluster::LeasedCheckpoints`]).
+pub trait Checkpoints: Send + Sync + 'static {
+    /// `Some(epoch)` while this instance may follow `name`; the epoch changes whenever its
+    /// partition is claimed again, so that state from an earlier ownership is never reused.
+    fn claim(&self, name: &str) -> Option<u64>;
+
+    /// False as soon as `name` must not be read any more (its partition's lease could not
+    /// be renewed, or it is being handed over), even while its checkpoints still count.
+    fn readable(&self, name: &str) -> bool {
+        self.claim(name).is_some()
+    }
+
+    /// Whether a listing should look into this NSG's or flow log's directory.
+    fn wants_dir(&self, _dir: &str) -> bool {
+        true
+    }
+
+    /// Changes whenever the set of claimed objects may have changed.
+    fn generation(&self) -> u64 {
+        0
+    }
+
+    /// The stored checkpoint of `name` (from memory or a local store: no network request).
+    fn get(&self, name: &str) -> Result<Option<Checkpoint>, CheckpointError>;
+
+    /// Stores `updates` and removes `removals` (name, epoch). Updates of a partition no
+    /// longer held, or claimed again since `epoch`, are refused (never written).
+    fn write(
+        &self,
+        updates: Vec<Update>,
+        removals: Vec<(Arc<str>, u64)>,
+    ) -> impl std::future::Future<Output = Result<(), CheckpointError>> + Send;
+
+    /// Makes everything written so far durable (at shutdown).
+    fn flush(&self) -> impl std::future::Future<Output = Result<(), CheckpointError>> + Send {
+        async { Ok(()) }
+    }
+}
+
+/// One instance's checkpoints in the local redb store, under `source/`.
+#[derive(Clone, Debug)]
+pub struct LocalCheckpoints {
+    store: CheckpointStore,
+    source: Arc<str>,
+}
+
+impl LocalCheckpoints {
+    pub fn new(store: CheckpointStore, source: &str) -> Self {
+        LocalCheckpoints {
+            store,
+            source: source.into(),
+        }
+    }
+
+    fn key(&self, name: &str) -> String {
+        format!("{}/{}", self.source, name)
+    }
+}
+
+impl Checkpoints for LocalCheckpoints {
+    fn claim(&self, _name: &str) -> Option<u64> {
+        Some(0)
+    }
+
+    fn get(&self, name: &str) -> Result<Option<Checkpoint>, CheckpointError> {
+        self.store.get(&self.key(name))
+    }
+
+    async fn write(
+        &self,
+        updates: Vec<Update>,
+        removals: Vec<(Arc<str>, u64)>,
+    ) -> Result<(), CheckpointError> {
+        if updates.is_empty() && removals.is_empty() {
+            return Ok(());
+        }
+        let updates: Vec<(String, Checkpoint)> = updates
+            .into_iter()
+            .map(|u| (self.key(&u.name), u.checkpoint))
+            .collect();
+        let removals: Vec<String> = removals.iter().map(|(n, _)| self.key(n)).collect();
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            let updates: Vec<(&str, &Checkpoint)> =
+                updates.iter().map(|(k, c)| (k.as_str(), c)).collect();
+            let removals: Vec<&str> = removals.iter().map(String::as_str).collect();
+            store.write(&updates, &removals)
+        })
+        .await
+        .expect("checkpoint writer panicked")
+    }
 }
 
 /// A handle on the store; cheap to clone, shared by every source.
@@ -130,6 +244,10 @@ mod tests {
             offset: 10,
             anchor: "1:00".into(),
             updated: 5,
+            complete: Some(Complete {
+                size: 12,
+                version: 7,
+            }),
         };
         {
             let s = CheckpointStore::open(&path).unwrap();
@@ -148,5 +266,14 @@ mod tests {
             .collect();
         assert_eq!(keys, ["src/a"]);
         assert_eq!(s.list("").unwrap().len(), 2);
+    }
+
+    #[test]
+    fn checkpoints_of_earlier_releases_still_read() {
+        let old: Checkpoint =
+            serde_json::from_str(r#"{"offset":3,"anchor":"0:cbf29ce484222325","updated":1}"#)
+                .unwrap();
+        assert_eq!(old.offset, 3);
+        assert_eq!(old.complete, None);
     }
 }

@@ -7,16 +7,23 @@ pub mod aad;
 pub mod anchor;
 pub mod blob;
 pub mod checkpoint;
+pub mod cluster;
 pub mod extract;
 mod follow;
 pub mod local;
+pub mod memory;
 pub mod path;
+mod spawn;
 pub mod store;
 mod tracker;
 
-pub use blob::{AzureContainer, BlobSourceConfig};
-pub use checkpoint::{Checkpoint, CheckpointError, CheckpointStore};
+pub use blob::{AzureContainer, BlobSourceConfig, StorageAccount};
+pub use checkpoint::{
+    Checkpoint, CheckpointError, CheckpointStore, Checkpoints, Complete, LocalCheckpoints, Update,
+};
+pub use cluster::{ClusterConfig, Coordinator, LeasedCheckpoints};
 pub use follow::{FollowOptions, Follower, RunSummary, StartAt};
 pub use local::{LocalDir, LocalSourceConfig};
 pub use path::{PathFilter, ScopeNames};
+pub use spawn::{Checkpointing, SourceTask};
 pub use store::{Listing, ObjectInfo, ObjectStore, StoreError};

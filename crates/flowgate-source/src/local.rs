@@ -5,10 +5,11 @@
 //! any other. The reading itself is the [`crate::Follower`]'s.
 
 use crate::follow::{
-    default_max_record, default_poll_interval, default_read_chunk, FollowOptions, StartAt,
+    default_concurrent_reads, default_max_record, default_poll_interval, default_read_chunk,
+    FollowOptions, StartAt,
 };
 use crate::path::{PathFilter, ScopeNames};
-use crate::store::{Listing, ObjectInfo, ObjectStore, StoreError};
+use crate::store::{DirFilter, Listing, ObjectInfo, ObjectStore, StoreError};
 use serde::Deserialize;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -38,6 +39,10 @@ pub struct LocalSourceConfig {
     /// A record longer than this is reported and skipped instead of read into memory.
     #[serde(default = "default_max_record")]
     pub max_record_bytes: usize,
+    /// Range reads in flight at once, over different NSGs and MACs (each one's hours are
+    /// read one after another, in order).
+    #[serde(default = "default_concurrent_reads")]
+    pub max_concurrent_reads: usize,
 }
 
 impl LocalSourceConfig {
@@ -52,6 +57,7 @@ impl LocalSourceConfig {
             self.poll_interval_secs,
             self.read_chunk_bytes,
             self.max_record_bytes,
+            self.max_concurrent_reads,
         )
     }
 
@@ -62,6 +68,7 @@ impl LocalSourceConfig {
             self.read_chunk_bytes,
             self.max_record_bytes,
         )
+        .with_concurrent_reads(self.max_concurrent_reads)
         .with_subscription_tag(self.subscription_tag.as_deref())
         .with_filter(self.filter())
     }
@@ -86,7 +93,7 @@ impl LocalDir {
 }
 
 impl ObjectStore for LocalDir {
-    async fn list(&self) -> Result<Listing, StoreError> {
+    async fn list(&self, _wanted: DirFilter<'_>) -> Result<Listing, StoreError> {
         let root = self.root.clone();
         let objects = tokio::task::spawn_blocking(move || list_json_files(&root))
             .await

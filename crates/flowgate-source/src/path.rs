@@ -19,6 +19,17 @@ pub fn hour_dir(name: &str) -> Option<&str> {
     hour_partition(name).map(|(at, _)| &name[..at])
 }
 
+/// The object's name without its hour partition: the same for every hour of one NSG and
+/// MAC (or flow log), so that its hours can be read one after another, in time order.
+/// Names without an hour partition are streams of their own.
+pub fn stream_of(name: &str) -> (&str, &str) {
+    match hour_partition(name) {
+        // `y=YYYY/m=MM/d=DD/h=HH/` is 22 bytes.
+        Some((at, _)) => (&name[..at], name.get(at + 22..).unwrap_or_default()),
+        None => (name, ""),
+    }
+}
+
 /// Start of the hour a blob's partition names, in seconds since the epoch.
 pub fn hour_start(name: &str) -> Option<i64> {
     hour_partition(name).map(|(_, t)| t)
@@ -184,6 +195,23 @@ impl PathFilter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stream_is_every_hour_of_one_nic() {
+        let a = "resourceId=/X/NSG/y=2024/m=03/d=04/h=10/m=00/macAddress=AA/PT1H.json";
+        let b = "resourceId=/X/NSG/y=2024/m=03/d=04/h=11/m=00/macAddress=AA/PT1H.json";
+        let c = "resourceId=/X/NSG/y=2024/m=03/d=04/h=11/m=00/macAddress=BB/PT1H.json";
+        assert_eq!(
+            stream_of(a),
+            ("resourceId=/X/NSG/", "m=00/macAddress=AA/PT1H.json")
+        );
+        assert_eq!(stream_of(a), stream_of(b));
+        assert_ne!(stream_of(b), stream_of(c));
+        assert_eq!(
+            stream_of("nsg/2024/03/04/PT1H.json"),
+            ("nsg/2024/03/04/PT1H.json", "")
+        );
+    }
 
     const NSG: &str = "resourceId=/SUBSCRIPTIONS/00000000-0000-0000-0000-000000000000/RESOURCEGROUPS/FABRIKAMRG/PROVIDERS/MICROSOFT.NETWORK/NETWORKSECURITYGROUPS/FABRIAKMVM1-NSG/y=2024/m=03/d=04/h=10/m=00/macAddress=000D3AF87856/PT1H.json";
     const VNET_LONG: &str = "flowLogResourceID=/SUBSCRIPTIONS/11111111-1111-1111-1111-111111111111/RESOURCEGROUPS/NETWORKWATCHERRG/PROVIDERS/MICROSOFT.NETWORK/NETWORKWATCHERS/NETWORKWATCHER_EASTUS/FLOWLOGS/MYVNETFLOWLOG/y=2024/m=03/d=04/h=10/m=00/macAddress=1/PT1H.json";

@@ -17,10 +17,33 @@ pub struct ObjectInfo {
     pub version: u64,
 }
 
-/// A `version` from whatever identifies one version of an object.
+/// A `version` from whatever identifies one version of an object. Stored in checkpoints
+/// and compared by other instances, so it is the same in every process and release
+/// (FNV-1a, not the standard library's hasher).
 pub fn version_of(identity: impl std::hash::Hash) -> u64 {
     use std::hash::{BuildHasher, BuildHasherDefault};
-    BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(identity)
+    BuildHasherDefault::<Fnv>::default().hash_one(identity)
+}
+
+/// FNV-1a: fixed, unseeded. Keyed only by names the storage account gives, never by flow
+/// data, so a crafted input cannot use it.
+pub(crate) struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
 }
 
 /// The result of one listing.
@@ -47,9 +70,17 @@ pub enum StoreError {
     Other(String),
 }
 
+/// Which NSG or flow log directories (the blob name up to its hour partition) a listing
+/// should look into: the ones this instance follows.
+pub type DirFilter<'a> = &'a (dyn Fn(&str) -> bool + Sync);
+
 pub trait ObjectStore: Send + Sync + 'static {
-    /// Lists the objects worth looking at now.
-    fn list(&self) -> impl Future<Output = Result<Listing, StoreError>> + Send;
+    /// Lists the objects worth looking at now. A store that lists by directory may skip
+    /// the directories `wanted` refuses; the caller filters the objects anyway.
+    fn list(
+        &self,
+        wanted: DirFilter<'_>,
+    ) -> impl Future<Output = Result<Listing, StoreError>> + Send;
 
     /// Reads `len` bytes from `offset` (fewer at the end of the object).
     fn read(

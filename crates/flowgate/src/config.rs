@@ -1,8 +1,11 @@
 //! flowgate's configuration: a TOML file, overridden by `FLOWGATE_<TABLE>__<KEY>`
 //! environment variables, checked by pure `validate()` functions (no I/O).
 
+use flowgate_core::RecordBatch;
 use flowgate_sink::SinkConfig;
-use flowgate_source::{BlobSourceConfig, LocalSourceConfig};
+use flowgate_source::{
+    BlobSourceConfig, Checkpointing, ClusterConfig, LocalSourceConfig, SourceTask,
+};
 use flowgate_transform::{EnrichConfig, FilterConfig, VolumeConfig};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -59,17 +62,76 @@ pub enum SourceConfig {
     AzureBlob(BlobSourceConfig),
 }
 
+impl SourceConfig {
+    /// Checks the config without I/O; errors name the key under `sources.NAME`.
+    pub fn validate(&self, prefix: &str) -> Result<(), String> {
+        match self {
+            SourceConfig::Local(c) => c.validate(prefix),
+            SourceConfig::AzureBlob(c) => c.validate(prefix),
+        }
+    }
+
+    /// Opens the source's store and starts following it into `out`.
+    pub fn build(
+        &self,
+        name: &str,
+        checkpoints: &Checkpointing,
+        out: tokio::sync::mpsc::Sender<RecordBatch>,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+        drain: std::time::Duration,
+    ) -> Result<SourceTask, String> {
+        let prefix = format!("sources.{name}");
+        match self {
+            SourceConfig::Local(c) => {
+                let dir = flowgate_source::LocalDir::new(&c.path);
+                checkpoints.spawn(name, dir, c.follow_options(), out, shutdown, drain)
+            }
+            SourceConfig::AzureBlob(c) => {
+                let container = c.build().map_err(|e| format!("{prefix}: {e}"))?;
+                checkpoints.spawn(name, container, c.follow_options(), out, shutdown, drain)
+            }
+        }
+        .map_err(|e| format!("{prefix}: {e}"))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CheckpointsConfig {
-    /// The checkpoint store (one file; its directory must exist).
+    /// The checkpoint store of a single instance (one file; its directory must exist).
     pub path: PathBuf,
+    /// `[checkpoints.cluster]`: several instances share the sources, with checkpoints and
+    /// ownership in a storage account; `path` is then unused.
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl Default for CheckpointsConfig {
     fn default() -> Self {
         CheckpointsConfig {
             path: "flowgate-checkpoints.redb".into(),
+            cluster: None,
+        }
+    }
+}
+
+impl CheckpointsConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        match &self.cluster {
+            Some(cluster) => cluster.validate("checkpoints.cluster"),
+            None if self.path.as_os_str().is_empty() => {
+                Err("checkpoints.path must not be empty".into())
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Opens the local store, or prepares the cluster's (no network I/O yet).
+    pub fn build(&self) -> Result<Checkpointing, String> {
+        match &self.cluster {
+            Some(cluster) => Ok(Checkpointing::Cluster(Box::new(cluster.clone()))),
+            None => flowgate_source::CheckpointStore::open(&self.path)
+                .map(Checkpointing::Local)
+                .map_err(|e| e.to_string()),
         }
     }
 }
@@ -233,19 +295,13 @@ impl Config {
         }
         for (name, source) in &self.sources {
             check_name("sources", name)?;
-            let prefix = format!("sources.{name}");
-            match source {
-                SourceConfig::Local(c) => c.validate(&prefix)?,
-                SourceConfig::AzureBlob(c) => c.validate(&prefix)?,
-            }
+            source.validate(&format!("sources.{name}"))?;
         }
         for (name, sink) in &self.sinks {
             check_name("sinks", name)?;
             sink.validate(name)?;
         }
-        if self.checkpoints.path.as_os_str().is_empty() {
-            return Err("checkpoints.path must not be empty".into());
-        }
+        self.checkpoints.validate()?;
         if !(1..=1024).contains(&self.pipeline.channel_capacity) {
             return Err("pipeline.channel_capacity must be between 1 and 1024".into());
         }

@@ -9,12 +9,10 @@
 //! When a sink is slow its channel fills, the transform blocks, the record channel
 //! fills and the sources stop reading: memory stays at a few batches per channel.
 
-use crate::config::{Config, SourceConfig};
+use crate::config::Config;
 use crate::transform::Transform;
 use anyhow::{Context, Result};
 use flowgate_core::{Delivery, RecordBatch};
-use flowgate_sink::{KafkaSink, SinkConfig, SyslogSink, WriterSink};
-use flowgate_source::{CheckpointStore, Follower, LocalDir};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -28,7 +26,7 @@ pub async fn run(
     shutdown: watch::Receiver<bool>,
     mut external_abort: watch::Receiver<bool>,
 ) -> Result<()> {
-    let store = CheckpointStore::open(&config.checkpoints.path)?;
+    let checkpoints = config.checkpoints.build().map_err(anyhow::Error::msg)?;
     // Sinks give up on batches they are retrying when told to (a second signal), or once
     // the sources have stopped and stored their final checkpoints (drain timeout passed).
     let (abort_tx, abort) = watch::channel(false);
@@ -46,29 +44,10 @@ pub async fn run(
     let mut sink_tasks = Vec::new();
     for (name, sink) in &config.sinks {
         let (tx, rx) = mpsc::channel::<Delivery>(capacity);
-        let abort = abort.clone();
         sink_inputs.push((name.clone(), tx));
-        // Writers block on their files; network sinks are tasks.
-        let task = match sink {
-            SinkConfig::Stdout(c) => {
-                let writer = WriterSink::stdout(name, c);
-                tokio::task::spawn_blocking(move || writer.run(rx, abort))
-            }
-            SinkConfig::File(c) => {
-                let writer = WriterSink::file(name, c).with_context(|| format!("sinks.{name}"))?;
-                tokio::task::spawn_blocking(move || writer.run(rx, abort))
-            }
-            SinkConfig::Syslog(c) => {
-                let sink =
-                    SyslogSink::new(name, c).map_err(|e| anyhow::anyhow!("sinks.{name}: {e}"))?;
-                tokio::spawn(sink.run(rx, abort))
-            }
-            SinkConfig::Kafka(c) => {
-                let sink =
-                    KafkaSink::new(name, c).map_err(|e| anyhow::anyhow!("sinks.{name}: {e}"))?;
-                tokio::task::spawn_blocking(move || sink.run(rx, abort))
-            }
-        };
+        let task = sink
+            .build(name, rx, abort.clone())
+            .map_err(anyhow::Error::msg)?;
         sink_tasks.push(task);
     }
 
@@ -86,24 +65,9 @@ pub async fn run(
     let mut sources = Vec::new();
     for (name, source) in &config.sources {
         let (out, stop) = (record_tx.clone(), shutdown.clone());
-        let task = match source {
-            SourceConfig::Local(c) => {
-                let follower = Follower::new(
-                    name,
-                    LocalDir::new(&c.path),
-                    c.follow_options(),
-                    store.clone(),
-                );
-                tokio::spawn(follower.run(out, stop, drain))
-            }
-            SourceConfig::AzureBlob(c) => {
-                let container = c
-                    .build()
-                    .map_err(|e| anyhow::anyhow!("sources.{name}: {e}"))?;
-                let follower = Follower::new(name, container, c.follow_options(), store.clone());
-                tokio::spawn(follower.run(out, stop, drain))
-            }
-        };
+        let task = source
+            .build(name, &checkpoints, out, stop, drain)
+            .map_err(anyhow::Error::msg)?;
         sources.push(task);
     }
     drop(record_tx);
