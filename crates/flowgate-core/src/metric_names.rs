@@ -95,8 +95,7 @@ pub const CLUSTER_PARTITIONS_DROPPED_TOTAL: &str = "flowgate_cluster_partitions_
 pub const CLUSTER_CHECKPOINT_WRITES_TOTAL: &str = "flowgate_cluster_checkpoint_writes_total";
 /// Labels `source`, `reason`: `lease` (the lease is another's or gone), `etag` (written by
 /// someone else since), `epoch` (acknowledged after its partition was lost).
-pub const CLUSTER_CHECKPOINT_WRITES_REFUSED_TOTAL: &str =
-    "flowgate_cluster_checkpoint_writes_refused_total";
+pub const CLUSTER_WRITES_REFUSED_TOTAL: &str = "flowgate_cluster_checkpoint_writes_refused_total";
 
 pub const CATALOGUE: &[(&str, Kind, &str)] = &[
     (
@@ -130,7 +129,7 @@ pub const CATALOGUE: &[(&str, Kind, &str)] = &[
         "Partition checkpoint blobs written.",
     ),
     (
-        CLUSTER_CHECKPOINT_WRITES_REFUSED_TOTAL,
+        CLUSTER_WRITES_REFUSED_TOTAL,
         Kind::Counter,
         "Checkpoint writes refused by their lease or ETag condition, or after the partition was lost.",
     ),

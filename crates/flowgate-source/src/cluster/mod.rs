@@ -279,7 +279,7 @@ impl Checkpoints for LeasedCheckpoints {
             }
         }
         if refused > 0 {
-            metrics::counter!(m::CLUSTER_CHECKPOINT_WRITES_REFUSED_TOTAL, "source" => self.shared.source.to_string(), "reason" => "epoch")
+            metrics::counter!(m::CLUSTER_WRITES_REFUSED_TOTAL, "source" => self.shared.source.to_string(), "reason" => "epoch")
                 .increment(refused);
         }
         Ok(())
@@ -706,7 +706,7 @@ impl Coordinator {
                 } else {
                     "lease"
                 };
-                metrics::counter!(m::CLUSTER_CHECKPOINT_WRITES_REFUSED_TOTAL, "source" => source.clone(), "reason" => reason).increment(1);
+                metrics::counter!(m::CLUSTER_WRITES_REFUSED_TOTAL, "source" => source.clone(), "reason" => reason).increment(1);
                 warn!(source = %source, partition = p, refused = %code, "cluster: checkpoint write refused: the partition is another instance's now");
                 self.drop_partition(p, "refused");
                 false
