@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 /// `azurite-blob` from `scripts/azurite-deps.sh` (or `FLOWGATE_AZURITE`).
-fn azurite_bin() -> Option<PathBuf> {
+pub(crate) fn azurite_bin() -> Option<PathBuf> {
     peer(
         "FLOWGATE_AZURITE",
         repo().join(".peers/azurite/node_modules/.bin/azurite-blob"),
@@ -18,9 +18,9 @@ fn azurite_bin() -> Option<PathBuf> {
     )
 }
 
-struct Azurite {
+pub(crate) struct Azurite {
+    pub(crate) port: u16,
     bin: PathBuf,
-    port: u16,
     data: PathBuf,
     /// HTTPS and OAuth options.
     extra: Vec<String>,
@@ -28,7 +28,7 @@ struct Azurite {
 }
 
 impl Azurite {
-    fn start(bin: PathBuf, data: PathBuf) -> Azurite {
+    pub(crate) fn start(bin: PathBuf, data: PathBuf) -> Azurite {
         Azurite::start_with(bin, data, Vec::new())
     }
 
@@ -94,7 +94,7 @@ impl Azurite {
         }
     }
 
-    fn endpoint(&self) -> String {
+    pub(crate) fn endpoint(&self) -> String {
         let scheme = if self.extra.iter().any(|a| a == "--cert") {
             "https"
         } else {

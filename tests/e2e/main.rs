@@ -2,6 +2,7 @@
 
 mod azure;
 mod cli;
+mod cluster;
 mod deploy;
 mod filter;
 mod geoip;
