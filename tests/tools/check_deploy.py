@@ -30,8 +30,10 @@ Checked:
                                non-root, no privilege escalation, capabilities dropped,
                                seccomp RuntimeDefault, probes on /healthz and /readyz at the
                                port of the ConfigMap's [api] address (not loopback), the
-                               checkpoint path on a writable volume, grace period > drain
-                               timeout, one replica with Recreate, workload identity wiring
+                               grace period > drain timeout, workload identity wiring; with
+                               local checkpoints: the path on a writable volume, one replica
+                               with Recreate; with [checkpoints.cluster]: no PVC, no fixed
+                               instance name, FLOWGATE_INSTANCE from the pod name
   docker/grafana/*.json        valid dashboard, ${DS_PROMETHEUS} datasource variable, unique
                                panel ids, known metric names in every expression
   docker/Dockerfile, docker/systemd/flowgate.service
@@ -533,26 +535,6 @@ def check_deployment(c: Checker, where: str, dep: dict, by_kind: dict) -> None:
                 f"prometheus.io/port {ann.get('prometheus.io/port')!r} is not the [api] port {port}")
         c.check(ann.get("prometheus.io/path", "/metrics") == "/metrics", where, "prometheus.io/path must be /metrics")
 
-    # Checkpoints on a writable volume (the root filesystem is read-only).
-    cp = str(config.get("checkpoints", {}).get("path", ""))
-    state = [m for m in mounts if under(cp, m["mountPath"]) and not m.get("readOnly")
-             and ("persistentVolumeClaim" in volumes.get(m["name"], {}) or "emptyDir" in volumes.get(m["name"], {}))]
-    c.check(bool(state), w, f"checkpoints.path {cp!r} is not on a writable PVC or emptyDir mount")
-    for m in state:
-        claim = volumes[m["name"]].get("persistentVolumeClaim")
-        if claim:
-            c.check(find_named(by_kind.get("PersistentVolumeClaim", []), claim["claimName"]) is not None,
-                    where, f"PersistentVolumeClaim {claim['claimName']} not in the file")
-            c.check(pod_sc.get("fsGroup") == uid or pod_sc.get("fsGroup") == effective("runAsGroup"), where,
-                    "securityContext.fsGroup must match the user so the PVC is writable")
-
-    grace = pod.get("terminationGracePeriodSeconds", 30)
-    c.check(grace > drain_timeout(config), where,
-            f"terminationGracePeriodSeconds {grace} must exceed pipeline.drain_timeout_secs {drain_timeout(config)}")
-    c.check(spec.get("replicas", 1) == 1, where, "replicas must be 1: flowgate instances do not coordinate")
-    c.check((spec.get("strategy") or {}).get("type") == "Recreate", where,
-            "strategy Recreate: never two pods on one checkpoint store")
-
     # Workload identity: the pod label and an annotated ServiceAccount.
     uses_wi = any((s.get("azure_ad") or {}).get("method") == "workload_identity"
                   for s in config.get("sources", {}).values())
@@ -564,6 +546,45 @@ def check_deployment(c: Checker, where: str, dep: dict, by_kind: dict) -> None:
         c.check(sa is not None and "azure.workload.identity/client-id" in
                 ((sa.get("metadata") or {}).get("annotations") or {}), where,
                 "serviceAccountName must name a ServiceAccount annotated azure.workload.identity/client-id")
+
+    grace = pod.get("terminationGracePeriodSeconds", 30)
+    c.check(grace > drain_timeout(config), where,
+            f"terminationGracePeriodSeconds {grace} must exceed pipeline.drain_timeout_secs {drain_timeout(config)}")
+    cluster = (config.get("checkpoints", {}) or {}).get("cluster")
+    if cluster is not None:
+        # Coordinated instances: state in the storage account, any number of replicas,
+        # no volume; each pod needs its own instance name (its pod name by default).
+        c.check(not [v for v in volumes.values() if "persistentVolumeClaim" in v], where,
+                "a cluster keeps its state in the storage account: no PersistentVolumeClaim")
+        c.check("instance" not in cluster or cluster["instance"] == "", where,
+                "checkpoints.cluster.instance must not be fixed in a Deployment (all pods would share it)")
+        env = {e.get("name"): e for e in fg.get("env", []) or []}
+        inst = env.get("FLOWGATE_INSTANCE")
+        if inst is not None:
+            ref = ((inst.get("valueFrom") or {}).get("fieldRef") or {}).get("fieldPath")
+            c.check(ref == "metadata.name", w, "FLOWGATE_INSTANCE must come from the pod name (fieldRef metadata.name)")
+        lease = cluster.get("lease_secs", 30)
+        c.check(isinstance(lease, int) and 15 <= lease <= 60, where, f"checkpoints.cluster.lease_secs {lease!r} not in [15, 60]")
+        strategy = (spec.get("strategy") or {}).get("type", "RollingUpdate")
+        c.check(strategy == "RollingUpdate", where, "a cluster rolls: strategy RollingUpdate")
+        return
+
+    # One instance: checkpoints on a writable volume (the root filesystem is read-only).
+    cp = str(config.get("checkpoints", {}).get("path", ""))
+    state = [m for m in mounts if under(cp, m["mountPath"]) and not m.get("readOnly")
+             and ("persistentVolumeClaim" in volumes.get(m["name"], {}) or "emptyDir" in volumes.get(m["name"], {}))]
+    c.check(bool(state), w, f"checkpoints.path {cp!r} is not on a writable PVC or emptyDir mount")
+    for m in state:
+        claim = volumes[m["name"]].get("persistentVolumeClaim")
+        if claim:
+            c.check(find_named(by_kind.get("PersistentVolumeClaim", []), claim["claimName"]) is not None,
+                    where, f"PersistentVolumeClaim {claim['claimName']} not in the file")
+            c.check(pod_sc.get("fsGroup") == uid or pod_sc.get("fsGroup") == effective("runAsGroup"), where,
+                    "securityContext.fsGroup must match the user so the PVC is writable")
+    c.check(spec.get("replicas", 1) == 1, where,
+            "replicas must be 1 with local checkpoints (use [checkpoints.cluster] for more)")
+    c.check((spec.get("strategy") or {}).get("type") == "Recreate", where,
+            "strategy Recreate: never two pods on one checkpoint store")
 
 
 # ---------------------------------------------------------------- Grafana

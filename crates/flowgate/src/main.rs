@@ -311,19 +311,38 @@ fn run(path: &Path) -> Result<ExitCode> {
 
 fn list_checkpoints(path: &Path) -> Result<ExitCode> {
     let config = load(path)?;
-    let store = CheckpointStore::open(&config.checkpoints.path)?;
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
         "{:<12} {:<12} {:<20} key",
         "offset", "updated", "anchor"
     )?;
-    for (key, cp) in store.list("")? {
-        writeln!(
-            out,
-            "{:<12} {:<12} {:<20} {key}",
-            cp.offset, cp.updated, cp.anchor
-        )?;
+    let Some(cluster) = &config.checkpoints.cluster else {
+        let store = CheckpointStore::open(&config.checkpoints.path)?;
+        for (key, cp) in store.list("")? {
+            writeln!(
+                out,
+                "{:<12} {:<12} {:<20} {key}",
+                cp.offset, cp.updated, cp.anchor
+            )?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
+    // A cluster's: read from the partition blobs, with each partition's last owner.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    for source in config.sources.keys() {
+        let listed = runtime
+            .block_on(cluster.list_checkpoints(source))
+            .map_err(anyhow::Error::msg)?;
+        for (partition, owner, name, cp) in listed {
+            writeln!(
+                out,
+                "{:<12} {:<12} {:<20} {source}/{name}  (partition {partition}, {owner})",
+                cp.offset, cp.updated, cp.anchor
+            )?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

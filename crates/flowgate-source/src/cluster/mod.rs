@@ -124,6 +124,29 @@ impl ClusterConfig {
         Ok(name)
     }
 
+    /// Every stored checkpoint of `source`: (partition, its last owner, object, checkpoint),
+    /// read from the partition blobs (for `flowgate checkpoints`; the service may run).
+    pub async fn list_checkpoints(
+        &self,
+        source: &str,
+    ) -> Result<Vec<(u32, String, String, Checkpoint)>, String> {
+        let client = self.account.container_client(&self.container)?;
+        let state = StateContainer::new(client, source, Duration::from_secs(self.lease_secs));
+        let mut out = Vec::new();
+        for p in 0..self.partitions {
+            let snapshot = match state.read(&state.partition_blob(p)).await {
+                Ok(s) => s,
+                Err(StateError::NotFound(_)) => continue,
+                Err(e) => return Err(e.to_string()),
+            };
+            let doc = parse_doc(&snapshot.data).map_err(|e| format!("partition {p}: {e}"))?;
+            for (name, cp) in doc.objects {
+                out.push((p, doc.owner.clone(), name, cp));
+            }
+        }
+        Ok(out)
+    }
+
     /// The follower's checkpoints and the coordinator task that keeps them (no I/O yet).
     pub fn build(&self, source: &str) -> Result<(LeasedCheckpoints, Coordinator), String> {
         let instance = self.instance_name()?;
@@ -146,6 +169,7 @@ impl ClusterConfig {
             checkpoint_every: Duration::from_secs_f64(self.checkpoint_interval_secs),
             held: (0..self.partitions).map(|_| None).collect(),
             presence: None,
+            container_exists: false,
             live: Vec::new(),
             next_epoch: 1,
             flush_rx,
@@ -311,6 +335,14 @@ struct PartitionDoc {
     objects: BTreeMap<String, Checkpoint>,
 }
 
+/// A partition blob's content; an empty blob is a partition never written.
+fn parse_doc(data: &[u8]) -> Result<PartitionDoc, serde_json::Error> {
+    if data.iter().all(u8::is_ascii_whitespace) {
+        return Ok(PartitionDoc::default());
+    }
+    serde_json::from_slice(data)
+}
+
 /// A lease this instance holds on a partition blob.
 struct Held {
     lease: LeaseId,
@@ -332,6 +364,7 @@ pub struct Coordinator {
     checkpoint_every: Duration,
     held: Vec<Option<Held>>,
     presence: Option<LeaseId>,
+    container_exists: bool,
     /// The live instances at the last listing.
     live: Vec<String>,
     next_epoch: u64,
@@ -393,13 +426,14 @@ impl Coordinator {
     async fn round(&mut self, stopping: bool) {
         let started = Instant::now();
         let source = self.source();
-        match self.state.create_container().await {
-            Ok(()) => {}
-            Err(e) => {
-                warn!(source = %source, error = %e, "cluster: cannot reach the state container; will retry");
-                health::set_ready(&self.task_name(), false);
-                self.renew_partitions().await; // fails too, most likely; expiry stops reads
-                return;
+        if !self.container_exists {
+            match timeout(self.lease / 3, self.state.create_container()).await {
+                Ok(()) => self.container_exists = true,
+                Err(e) => {
+                    warn!(source = %source, error = %e, "cluster: cannot create the state container; will retry");
+                    health::set_ready(&self.task_name(), false);
+                    return;
+                }
             }
         }
         let renewed = timeout(
@@ -416,6 +450,7 @@ impl Coordinator {
                 if matches!(e, StateError::Refused(_)) {
                     self.presence = None;
                 }
+                health::set_ready(&self.task_name(), false);
                 metrics::counter!(m::CLUSTER_LEASE_RENEWALS_TOTAL, "source" => source.clone(), "result" => "failed").increment(1);
                 warn!(source = %source, instance = %self.instance, error = %e, "cluster: cannot renew this instance's presence lease");
             }
@@ -603,14 +638,10 @@ impl Coordinator {
                     continue;
                 }
             };
-            let doc: PartitionDoc = if snapshot.data.iter().all(u8::is_ascii_whitespace) {
+            let doc = parse_doc(&snapshot.data).unwrap_or_else(|e| {
+                error!(source = %self.shared.source, partition = p, error = %e, "cluster: unreadable partition checkpoints; reading its objects from their start");
                 PartitionDoc::default()
-            } else {
-                serde_json::from_slice(&snapshot.data).unwrap_or_else(|e| {
-                    error!(source = %self.shared.source, partition = p, error = %e, "cluster: unreadable partition checkpoints; reading its objects from their start");
-                    PartitionDoc::default()
-                })
-            };
+            });
             let takeover = !doc.owner.is_empty() && doc.owner != self.instance && !doc.released;
             let reason = if takeover { "takeover" } else { "free" };
             metrics::counter!(m::CLUSTER_PARTITIONS_ACQUIRED_TOTAL, "source" => self.source(), "reason" => reason).increment(1);

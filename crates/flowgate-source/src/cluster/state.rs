@@ -23,6 +23,9 @@ pub enum StateError {
     /// Refused by a lease or an ETag condition (HTTP 409 or 412): someone else holds it.
     #[error("refused: {0}")]
     Refused(String),
+    /// The blob does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
     /// Anything else (network, 5xx, permissions): might work next time.
     #[error("{0}")]
     Other(String),
@@ -212,6 +215,7 @@ fn status_of(e: &azure_core::Error) -> Option<u16> {
 fn classify(what: &str, e: azure_core::Error) -> StateError {
     match status_of(&e) {
         Some(409 | 412) => StateError::Refused(format!("{what}: {}", code_of(&e))),
+        Some(404) => StateError::NotFound(what.to_owned()),
         _ => other(what, e),
     }
 }
