@@ -11,6 +11,11 @@ peak RSS. Azurite (Node) shares the machine, so compare CPU-seconds, not wall ti
   cargo build --release -p flowgate
   python3 scripts/bench_azure.py --nsgs 60 --macs 2 --intervals 300    # about 1.1 GiB
   python3 scripts/bench_azure.py ... --peer-python /tmp/azvenv/bin/python   # with the peer
+
+Storage latency: `--delay-ms 0,20` puts tests/tools/tcp_proxy.py in front of Azurite, adding
+that much to every request, and `--concurrent-reads 1,8` runs flowgate with each
+`max_concurrent_reads`: every combination is run on the same blobs (the peer with the
+largest delay). Sequential reads (1) are what flowgate did before concurrent reads.
 """
 import argparse
 import json
@@ -107,11 +112,14 @@ def main():
     ap.add_argument("--peer-python", help="a Python with azure-storage-blob, to run pyforwarder.py azure")
     ap.add_argument("--peers-dir", default=os.path.join(os.path.dirname(__file__), "../../shared/peers"))
     ap.add_argument("--timeout", type=float, default=3600)
+    ap.add_argument("--delay-ms", default="0", help="comma-separated latencies added to every request")
+    ap.add_argument("--concurrent-reads", default="8", help="comma-separated max_concurrent_reads")
     a = ap.parse_args()
 
     azurite = subprocess.check_output(["scripts/azurite-deps.sh"], text=True).strip()
     work = tempfile.mkdtemp(prefix="flowgate-bench-azure-")
     proc, port = start_azurite(azurite, os.path.join(work, "azurite"))
+    proxies = {}
     try:
         endpoint = f"http://127.0.0.1:{port}/devstoreaccount1"
         config = os.path.join(work, "flowgate.toml")
@@ -124,23 +132,26 @@ def main():
                            f'[sinks.siem.encoding.syslog]\nkind = "none"')
         else:
             sink_config = f'[sinks.file]\ntype = "file"\npath = "{out}"\nfsync = {a.fsync}'
-        with open(config, "w") as f:
-            f.write(f"""
+        def write_config(endpoint, reads, run):
+            with open(config, "w") as f:
+                f.write(f"""
 [sources.azurite]
 type = "azure_blob"
 use_emulator = true
 endpoint = "{endpoint}"
 poll_interval_secs = 1.0
 full_listing_interval_secs = 1.0
+max_concurrent_reads = {reads}
 
 {sink_config}
 
 [checkpoints]
-path = "{work}/cp.redb"
+path = "{work}/cp-{run}.redb"
 
 [log]
 level = "warn"
 """)
+        write_config(endpoint, 8, "fill")
         t = time.monotonic()
         summary = json.loads(subprocess.check_output(
             [a.bin, "simulate", "--config", config, "--source", "azurite", "--nsgs", str(a.nsgs),
@@ -152,33 +163,58 @@ level = "warn"
                           "fill_s": round(time.monotonic() - t, 1)}), flush=True)
         tuples = summary["tuples"]
 
-        seen = {"offset": 0, "lines": 0}
+        delays = [int(d) for d in a.delay_ms.split(",")]
 
-        def flowgate_done():
-            # One line per tuple: count the newlines of what was appended since last time.
-            if not os.path.exists(out):
-                return False
-            with open(out, "rb") as fh:
-                fh.seek(seen["offset"])
-                for chunk in iter(lambda: fh.read(1 << 22), b""):
-                    seen["lines"] += chunk.count(b"\n")
-                    seen["offset"] += len(chunk)
-            return seen["lines"] >= tuples
-        if flowgate_rx:
-            report("flowgate azure_blob -> TCP", tuples,
-                   *measure([a.bin, "run", "--config", config], lambda: flowgate_rx[1][0] >= tuples, a.timeout))
-        else:
-            report(f"flowgate azure_blob -> file (fsync={a.fsync})", tuples,
-                   *measure([a.bin, "run", "--config", config], flowgate_done, a.timeout))
+        def endpoint_with(delay):
+            if delay == 0:
+                return endpoint
+            if delay not in proxies:
+                pport = free_port()
+                pp = subprocess.Popen([sys.executable, "tests/tools/tcp_proxy.py", "--listen-port", str(pport),
+                                       "--target-port", str(port), "--delay-ms", str(delay)],
+                                      stdout=subprocess.PIPE, text=True)
+                pp.stdout.readline()
+                proxies[delay] = (pp, pport)
+            return f"http://127.0.0.1:{proxies[delay][1]}/devstoreaccount1"
+
+        for delay in delays:
+            for reads in [int(r) for r in a.concurrent_reads.split(",")]:
+                run = f"{delay}ms-{reads}"
+                write_config(endpoint_with(delay), reads, run)
+                name = f"flowgate, {delay} ms per request, max_concurrent_reads={reads}"
+                if flowgate_rx:
+                    flowgate_rx[1][0] = 0
+                    report(name + " -> TCP", tuples,
+                           *measure([a.bin, "run", "--config", config], lambda: flowgate_rx[1][0] >= tuples,
+                                    a.timeout))
+                else:
+                    if os.path.exists(out):
+                        os.remove(out)
+                    seen = {"offset": 0, "lines": 0}
+
+                    def flowgate_done():
+                        # One line per tuple: count the newlines of what was appended since.
+                        if not os.path.exists(out):
+                            return False
+                        with open(out, "rb") as fh:
+                            fh.seek(seen["offset"])
+                            for chunk in iter(lambda: fh.read(1 << 22), b""):
+                                seen["lines"] += chunk.count(b"\n")
+                                seen["offset"] += len(chunk)
+                        return seen["lines"] >= tuples
+                    report(f"{name} -> file (fsync={a.fsync})", tuples,
+                           *measure([a.bin, "run", "--config", config], flowgate_done, a.timeout))
 
         if a.peer_python:
             port, received = tcp_receiver()
             conn = (f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={KEY};"
-                    f"BlobEndpoint={endpoint};")
+                    f"BlobEndpoint={endpoint_with(max(delays))};")
             cmd = [a.peer_python, os.path.join(a.peers_dir, "pyforwarder.py"), "azure", "--conn", conn,
                    "--tcp", f"127.0.0.1:{port}", "--state", os.path.join(work, "py-state.json")]
-            report("pyforwarder azure -> TCP", tuples, *measure(cmd, lambda: received[0] >= tuples, a.timeout))
+            report(f"pyforwarder azure, {max(delays)} ms per request -> TCP", tuples, *measure(cmd, lambda: received[0] >= tuples, a.timeout))
     finally:
+        for pp, _ in proxies.values():
+            pp.terminate()
         proc.send_signal(signal.SIGTERM)
         proc.wait()
         subprocess.run(["rm", "-rf", work])

@@ -399,8 +399,10 @@ impl Coordinator {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut flush = tokio::time::interval(self.checkpoint_every);
         flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Stops the partitions whose lease may have expired at that moment, even while a
+        // round waits on a storage service that does not answer.
+        let expiry = tokio::spawn(watch_expiry(self.shared.clone()));
         loop {
-            let expiry = self.next_expiry();
             tokio::select! {
                 _ = tick.tick() => {
                     let stopping = *shutdown.borrow();
@@ -408,7 +410,6 @@ impl Coordinator {
                     health::beat(&task);
                 }
                 _ = flush.tick() => self.write_checkpoints(false).await,
-                _ = sleep_until_opt(expiry) => self.drop_expired(),
                 request = self.flush_rx.recv() => match request {
                     Some(reply) => {
                         self.write_checkpoints(true).await;
@@ -418,6 +419,7 @@ impl Coordinator {
                 },
             }
         }
+        expiry.abort();
         self.leave().await;
     }
 
@@ -528,29 +530,12 @@ impl Coordinator {
         }
     }
 
-    /// The earliest moment a held lease may expire.
-    fn next_expiry(&self) -> Option<tokio::time::Instant> {
-        let validity = self.validity();
-        self.held
-            .iter()
-            .flatten()
-            .map(|h| h.renewed + validity)
-            .min()
-            .map(tokio::time::Instant::from_std)
-    }
-
-    /// Gives up the partitions whose lease may have expired (their reads stopped already:
-    /// [`Table::valid`] looks at the time).
+    /// Forgets the leases of partitions [`watch_expiry`] has given up.
     fn drop_expired(&mut self) {
-        let now = Instant::now();
-        let validity = self.validity();
-        for p in 0..self.held.len() {
-            if self.held[p]
-                .as_ref()
-                .is_some_and(|h| now >= h.renewed + validity)
-            {
-                warn!(source = %self.shared.source, partition = p, "cluster: lease of partition not renewed in time; stopped reading it");
-                self.drop_partition(p, "lost");
+        let t = self.shared.table.lock().expect("cluster table lock");
+        for (p, held) in self.held.iter_mut().enumerate() {
+            if t.slots[p].is_none() {
+                *held = None;
             }
         }
     }
@@ -787,10 +772,31 @@ async fn timeout<T>(
         .unwrap_or_else(|_| Err(StateError::Other(format!("no answer within {limit:?}"))))
 }
 
-async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
+/// Every 100 ms, drops the claims whose lease may have expired: from then on the follower
+/// neither reads nor sends nor checkpoints their objects ([`Table::valid`] already says so;
+/// this makes the generation change so that the follower drops their state).
+async fn watch_expiry(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tick.tick().await;
+        let now = Instant::now();
+        let mut expired = Vec::new();
+        {
+            let mut t = shared.table.lock().expect("cluster table lock");
+            for (p, slot) in t.slots.iter_mut().enumerate() {
+                if slot.as_ref().is_some_and(|c| now >= c.valid_until) {
+                    *slot = None;
+                    expired.push(p);
+                }
+            }
+            if !expired.is_empty() {
+                t.bump();
+            }
+        }
+        for p in expired {
+            warn!(source = %shared.source, partition = p, "cluster: lease of partition not renewed in time; stopped reading it");
+            metrics::counter!(m::CLUSTER_PARTITIONS_DROPPED_TOTAL, "source" => shared.source.to_string(), "reason" => "lost").increment(1);
+        }
     }
 }
 
