@@ -11,6 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 const TABLE: TableDefinition<&str, &[u8]> = TableDefinition::new("checkpoints");
+const CACHE_BYTES: usize = 16 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
@@ -163,10 +164,15 @@ impl CheckpointStore {
     /// Opens (or creates) the store; its directory must exist.
     pub fn open(path: &Path) -> Result<Self, CheckpointError> {
         let shown: Arc<str> = path.display().to_string().into();
-        let db = Database::create(path).map_err(|e| CheckpointError::Store {
-            path: shown.to_string(),
-            message: e.to_string(),
-        })?;
+        // redb caches up to 1 GiB of pages by default: with 100,000 objects that is most
+        // of the process's memory for lookups done once per object.
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(|e| CheckpointError::Store {
+                path: shown.to_string(),
+                message: e.to_string(),
+            })?;
         let store = CheckpointStore {
             db: Arc::new(db),
             path: shown,

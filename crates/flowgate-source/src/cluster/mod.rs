@@ -806,3 +806,51 @@ fn unix_now() -> u64 {
         .map(|d| d.as_secs())
         .unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra: &str) -> Result<ClusterConfig, String> {
+        let text = format!("{extra}\n[account]\nuse_emulator = true\n");
+        toml::from_str::<ClusterConfig>(&text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn settings_are_checked_and_name_their_key() {
+        let ok = config("").unwrap();
+        assert_eq!(ok.validate("checkpoints.cluster"), Ok(()));
+        assert_eq!((ok.partitions, ok.lease_secs), (32, 30));
+        let refused = |extra: &str, key: &str| {
+            let e = config(extra)
+                .unwrap()
+                .validate("checkpoints.cluster")
+                .unwrap_err();
+            assert!(e.contains(key), "{extra}: {e}");
+        };
+        refused("lease_secs = 10", "lease_secs");
+        refused("lease_secs = 61", "lease_secs");
+        refused("partitions = 0", "partitions");
+        refused("container = \"Flowgate_State\"", "container");
+        refused(
+            "checkpoint_interval_secs = 20.0",
+            "checkpoint_interval_secs",
+        );
+        refused("instance = \"a b\"", "instance");
+        assert!(config("unknown = 1").is_err());
+        let e = toml::from_str::<ClusterConfig>("[account]\n")
+            .unwrap()
+            .validate("checkpoints.cluster")
+            .unwrap_err();
+        assert!(e.starts_with("checkpoints.cluster.account"), "{e}");
+    }
+
+    #[test]
+    fn the_instance_name_comes_from_the_setting_first() {
+        let named = config("instance = \"fg-1\"").unwrap();
+        assert_eq!(named.instance_name().unwrap(), "fg-1");
+        // Without a setting: FLOWGATE_INSTANCE, else the host name; either way a plain name.
+        let name = config("").unwrap().instance_name().unwrap();
+        assert!(check_instance_name(&name).is_ok(), "{name}");
+    }
+}
