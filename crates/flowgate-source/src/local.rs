@@ -5,8 +5,7 @@
 //! any other. The reading itself is the [`crate::Follower`]'s.
 
 use crate::follow::{
-    default_concurrent_reads, default_max_record, default_poll_interval, default_read_chunk,
-    FollowOptions, StartAt,
+    default_max_record, default_poll_interval, default_read_chunk, FollowOptions, StartAt,
 };
 use crate::path::{PathFilter, ScopeNames};
 use crate::store::{DirFilter, Listing, ObjectInfo, ObjectStore, StoreError};
@@ -39,10 +38,15 @@ pub struct LocalSourceConfig {
     /// A record longer than this is reported and skipped instead of read into memory.
     #[serde(default = "default_max_record")]
     pub max_record_bytes: usize,
-    /// Range reads in flight at once, over different NSGs and MACs (each one's hours are
-    /// read one after another, in order).
-    #[serde(default = "default_concurrent_reads")]
+    /// Reads in flight at once, over different NSGs and MACs (each one's hours are read one
+    /// after another, in order). A local disk answers in microseconds, so the default is
+    /// one: files are then read in listing order, as before concurrent reads.
+    #[serde(default = "one")]
     pub max_concurrent_reads: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 impl LocalSourceConfig {
