@@ -19,7 +19,6 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,27 +26,12 @@ import threading
 import time
 from email.utils import formatdate
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_azure import free_port, start_azurite  # noqa: E402
+
 ACCOUNT = "devstoreaccount1"
 KEY = base64.b64decode("Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==")
 CONTAINER = "insights-logs-networksecuritygroupflowevent"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_azurite(azurite, data):
-    port = free_port()
-    proc = subprocess.Popen([azurite, "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location", data,
-                             "--skipApiVersionCheck", "--loose", "--disableTelemetry"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    for line in proc.stdout:
-        if "successfully listens" in line:
-            break
-    threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()
-    return proc, port
 
 
 def put(conn, path, body, query=""):

@@ -1,7 +1,7 @@
 //! The Azure Blob source against a real Azurite, started here on a free port, while
 //! `flowgate simulate` writes blobs the way Network Watcher does.
 
-use crate::support::{flowgate, free_port, peer, repo, wait_until, Instance};
+use crate::support::{files_under, flowgate, free_port, peer, repo, wait_until, Instance};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -200,20 +200,8 @@ drain_timeout_secs = 10
 /// Each mirrored blob converted, keyed by NSG (`deviceExternalId`): what must arrive, in
 /// this order per blob.
 fn expected_per_blob(mirror: &Path) -> BTreeMap<String, Vec<String>> {
-    let mut files = Vec::new();
-    let mut stack = vec![mirror.to_owned()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                files.push(path);
-            }
-        }
-    }
     // Name order is time order (`h=10` before `h=11`): the order blobs are read in.
-    files.sort();
+    let files = files_under(mirror);
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for path in files {
         let conv = flowgate(

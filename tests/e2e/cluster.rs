@@ -4,7 +4,9 @@
 
 use crate::azure::{azurite_bin, Azurite};
 use crate::operations::http_get;
-use crate::support::{bin, converted_as, free_port, in_ci, repo, wait_until, Instance};
+use crate::support::{
+    bin, converted_as, files_under, free_port, in_ci, repo, wait_until, Instance,
+};
 use flowgate_source::cluster::assign::assign;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -162,19 +164,10 @@ fn finish(mut child: Child) {
 
 /// Every mirrored blob converted: the lines that must arrive.
 fn expected(mirror: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![mirror.to_owned()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                out.extend(converted_as(&path, "azure"));
-            }
-        }
-    }
-    out
+    files_under(mirror)
+        .iter()
+        .flat_map(|path| converted_as(path, "azure"))
+        .collect()
 }
 
 /// How often each line arrived, over every member's file.

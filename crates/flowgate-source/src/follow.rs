@@ -1041,7 +1041,7 @@ fn status_label(s: BatchStatus) -> &'static str {
     }
 }
 
-fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())

@@ -23,6 +23,7 @@ mod state;
 
 use crate::blob::StorageAccount;
 use crate::checkpoint::{Checkpoint, CheckpointError, Checkpoints, Update};
+use crate::follow::unix_now;
 use assign::{assign, partition_of, partition_of_dir};
 use azure_core::prelude::LeaseId;
 use flowgate_core::{health, metric_names as m};
@@ -31,7 +32,7 @@ use serde::{Deserialize, Serialize};
 use state::{StateContainer, StateError};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{error, info, warn};
 
@@ -798,13 +799,6 @@ async fn watch_expiry(shared: Arc<Shared>) {
             metrics::counter!(m::CLUSTER_PARTITIONS_DROPPED_TOTAL, "source" => shared.source.to_string(), "reason" => "lost").increment(1);
         }
     }
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 #[cfg(test)]
