@@ -9,6 +9,7 @@ use crate::encode::{Encoder, Framing, SyslogKind};
 use flowgate_core::{health, metric_names as m, BatchStatus, Delivery};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tracing::{error, warn};
@@ -34,15 +35,23 @@ impl WriterSink {
         }
     }
 
-    /// Opens the file for appending.
+    /// Opens the file for appending (created 0640: flow logs are not for every local
+    /// user), first cutting a partial last line.
     pub fn file(name: &str, config: &FileSinkConfig) -> std::io::Result<Self> {
+        let in_context = |e: std::io::Error| {
+            std::io::Error::new(e.kind(), format!("{}: {e}", config.path.display()))
+        };
         let file = OpenOptions::new()
             .create(true)
+            .read(true)
             .append(true)
+            .mode(0o640)
             .open(&config.path)
-            .map_err(|e| {
-                std::io::Error::new(e.kind(), format!("{}: {e}", config.path.display()))
-            })?;
+            .map_err(in_context)?;
+        let cut = cut_partial_line(&file).map_err(in_context)?;
+        if cut > 0 {
+            warn!(sink = %name, path = %config.path.display(), bytes = cut, "cut a partial last line left by a process that was killed while writing (never acknowledged: it is sent again)");
+        }
         Ok(WriterSink {
             name: name.to_owned(),
             target: Target::File {
@@ -147,9 +156,69 @@ fn sync(file: &File) -> std::io::Result<()> {
 /// EINVAL on Linux: "fd is bound to a special file which does not support synchronization".
 const EINVAL: i32 = 22;
 
+/// Truncates the file after its last newline: bytes after it are the start of a line a
+/// killed process was writing, never acknowledged (a batch is acknowledged only once all
+/// its lines are written), and the next line must not be glued to them. Returns the bytes
+/// cut.
+fn cut_partial_line(file: &File) -> std::io::Result<u64> {
+    let len = file.metadata()?.len();
+    let mut end = len;
+    let mut buf = vec![0u8; 64 << 10];
+    while end > 0 {
+        let start = end.saturating_sub(buf.len() as u64);
+        let chunk = &mut buf[..(end - start) as usize];
+        file.read_exact_at(chunk, start)?;
+        if let Some(at) = chunk.iter().rposition(|b| *b == b'\n') {
+            end = start + at as u64 + 1;
+            break;
+        }
+        end = start;
+    }
+    if end < len {
+        file.set_len(end)?;
+    }
+    Ok(len - end)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_partial_last_line_is_cut_and_new_files_are_0640() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let config = |path: &std::path::Path| FileSinkConfig {
+            path: path.to_owned(),
+            encoding: Default::default(),
+            fsync: true,
+        };
+        let cases: [(&[u8], &[u8]); 5] = [
+            (b"a\nb\npart", b"a\nb\n"),
+            (b"a\nb\n", b"a\nb\n"),
+            (b"no newline at all", b""),
+            (b"", b""),
+            (b"x\n\n", b"x\n\n"),
+        ];
+        for (i, (before, after)) in cases.iter().enumerate() {
+            let path = dir.path().join(format!("{i}.cef"));
+            std::fs::write(&path, before).unwrap();
+            WriterSink::file("t", &config(&path)).unwrap();
+            assert_eq!(std::fs::read(&path).unwrap(), *after, "case {i}");
+        }
+        // A long partial line, over several read chunks.
+        let path = dir.path().join("long.cef");
+        let mut long = b"kept\n".to_vec();
+        long.extend(std::iter::repeat_n(b'x', 200_000));
+        std::fs::write(&path, &long).unwrap();
+        WriterSink::file("t", &config(&path)).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"kept\n");
+
+        let fresh = dir.path().join("new.cef");
+        WriterSink::file("t", &config(&fresh)).unwrap();
+        let mode = std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & !0o640, 0, "created {mode:o}");
+    }
 
     #[test]
     fn devices_that_cannot_sync_are_not_a_failed_write() {
