@@ -400,3 +400,45 @@ fn the_source_name_and_subscription_tag_reach_every_event() {
         .collect();
     assert_eq!(out, expected, "convert reproduces what the service sends");
 }
+
+#[test]
+fn the_file_sink_follows_logrotate_and_sighup_never_stops_the_service() {
+    let mut fg = Instance::new();
+    let out = fg.path("out.cef");
+    fg.write_local_config(&format!(
+        "[sinks.file]\ntype = \"file\"\npath = \"{}\"\n",
+        out.display()
+    ));
+    // A partial line left by a killed writer: cut, never glued to the next event.
+    std::fs::write(&out, b"CEF:0|complete line\nCEF:0|half a li").unwrap();
+    let first = fg.add_input(0, &fixture("nsg-v2.PT1H.json"));
+    fg.start();
+    fg.wait_for_lines(first.len() + 1);
+    let mut want = vec!["CEF:0|complete line".to_owned()];
+    want.extend(first.iter().cloned());
+    assert_eq!(fg.output(), want);
+
+    // logrotate without copytruncate: rename, then new events go to a new file.
+    std::fs::rename(&out, fg.path("out.cef.1")).unwrap();
+    let second = fg.add_input(1, &fixture("nsg-v1.PT1H.json"));
+    fg.wait_for_lines(second.len());
+    assert_eq!(fg.output(), second);
+    assert_eq!(crate::support::lines(&fg.path("out.cef.1")), want);
+
+    // SIGHUP reopens and the service goes on.
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &fg.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let third = fg.add_input(2, &fixture("vnet.PT1H.json"));
+    fg.wait_for_lines(second.len() + third.len());
+    let mut both = second.clone();
+    both.extend(third);
+    assert_eq!(fg.output(), both);
+    assert!(fg.log().contains("SIGHUP"), "{}", fg.log());
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&out).unwrap().permissions());
+    assert_eq!(mode & 0o077 & !0o040, 0, "{mode:o}: not readable by others");
+    fg.stop();
+}

@@ -14,6 +14,7 @@ pub mod glob;
 pub mod hash;
 pub mod health;
 pub mod metric_names;
+pub mod reopen;
 pub mod secret;
 pub mod time;
 

@@ -9,15 +9,63 @@ use crate::encode::{Encoder, Framing, SyslogKind};
 use flowgate_core::{health, metric_names as m, BatchStatus, Delivery};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
-use tracing::{error, warn};
+use tracing::{error, info, warn};
 
 /// Where a writer sink puts its bytes.
 enum Target {
     Stdout,
-    File { file: File, fsync: bool },
+    File(OpenFile),
+}
+
+/// A file sink's file, and what tells that its path now names another file.
+struct OpenFile {
+    path: PathBuf,
+    file: File,
+    fsync: bool,
+    /// The inode opened: a rotation (rename, then a new file) changes the path's.
+    inode: u64,
+    /// [`flowgate_core::reopen::generation`] when opened: SIGHUP changes it.
+    generation: u64,
+}
+
+impl OpenFile {
+    /// Opens `path` for appending (created 0640: flow logs are not for every local user),
+    /// first cutting a partial last line.
+    fn open(sink: &str, path: &Path, fsync: bool) -> std::io::Result<OpenFile> {
+        let in_context =
+            |e: std::io::Error| std::io::Error::new(e.kind(), format!("{}: {e}", path.display()));
+        let generation = flowgate_core::reopen::generation();
+        let file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .mode(0o640)
+            .open(path)
+            .map_err(in_context)?;
+        let cut = cut_partial_line(&file).map_err(in_context)?;
+        if cut > 0 {
+            warn!(sink = %sink, path = %path.display(), bytes = cut, "cut a partial last line left by a process that was killed while writing (never acknowledged: it is sent again)");
+        }
+        let inode = file.metadata().map_err(in_context)?.ino();
+        Ok(OpenFile {
+            path: path.to_owned(),
+            file,
+            fsync,
+            inode,
+            generation,
+        })
+    }
+
+    /// True if the file should be reopened: SIGHUP, or the path is another file (or none)
+    /// since it was opened (logrotate without `copytruncate`).
+    fn rotated(&self) -> bool {
+        self.generation != flowgate_core::reopen::generation()
+            || std::fs::metadata(&self.path).map_or(true, |m| m.ino() != self.inode)
+    }
 }
 
 pub struct WriterSink {
@@ -35,29 +83,11 @@ impl WriterSink {
         }
     }
 
-    /// Opens the file for appending (created 0640: flow logs are not for every local
-    /// user), first cutting a partial last line.
+    /// Opens the file for appending; it is reopened after a rotation or SIGHUP.
     pub fn file(name: &str, config: &FileSinkConfig) -> std::io::Result<Self> {
-        let in_context = |e: std::io::Error| {
-            std::io::Error::new(e.kind(), format!("{}: {e}", config.path.display()))
-        };
-        let file = OpenOptions::new()
-            .create(true)
-            .read(true)
-            .append(true)
-            .mode(0o640)
-            .open(&config.path)
-            .map_err(in_context)?;
-        let cut = cut_partial_line(&file).map_err(in_context)?;
-        if cut > 0 {
-            warn!(sink = %name, path = %config.path.display(), bytes = cut, "cut a partial last line left by a process that was killed while writing (never acknowledged: it is sent again)");
-        }
         Ok(WriterSink {
             name: name.to_owned(),
-            target: Target::File {
-                file,
-                fsync: config.fsync,
-            },
+            target: Target::File(OpenFile::open(name, &config.path, config.fsync)?),
             encoder: config.encoding.encoder(Framing::Newline, SyslogKind::None),
         })
     }
@@ -117,7 +147,13 @@ impl WriterSink {
                 out.write_all(bytes)?;
                 out.flush()
             }
-            Target::File { file, fsync } => {
+            Target::File(open) => {
+                if open.rotated() {
+                    info!(sink = %self.name, path = %open.path.display(), "reopening the file (rotated, or SIGHUP)");
+                    // The old file is complete: every batch written to it was synced.
+                    *open = OpenFile::open(&self.name, &open.path, open.fsync)?;
+                }
+                let OpenFile { file, fsync, .. } = open;
                 let before = file.metadata()?.len();
                 let result =
                     file.write_all(bytes)
@@ -134,7 +170,7 @@ impl WriterSink {
     fn flush(&mut self) -> std::io::Result<()> {
         match &mut self.target {
             Target::Stdout => std::io::stdout().flush(),
-            Target::File { file, .. } => sync(file),
+            Target::File(open) => sync(&open.file),
         }
     }
 }
@@ -183,6 +219,21 @@ fn cut_partial_line(file: &File) -> std::io::Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rotated_path_or_a_sighup_means_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.cef");
+        let open = OpenFile::open("t", &path, false).unwrap();
+        assert!(!open.rotated());
+        std::fs::rename(&path, dir.path().join("out.cef.1")).unwrap();
+        assert!(open.rotated(), "the path is gone");
+        let open = OpenFile::open("t", &path, false).unwrap();
+        assert!(!open.rotated());
+        flowgate_core::reopen::request();
+        assert!(open.rotated(), "SIGHUP");
+        assert!(!OpenFile::open("t", &path, false).unwrap().rotated());
+    }
 
     #[test]
     fn a_partial_last_line_is_cut_and_new_files_are_0640() {

@@ -289,6 +289,15 @@ fn run(path: &Path) -> Result<ExitCode> {
     runtime.block_on(async move {
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (abort_tx, abort_rx) = watch::channel(false);
+        tokio::spawn(async {
+            use tokio::signal::unix::{signal, SignalKind};
+            // SIGHUP (logrotate): reopen the file sinks' paths; the service goes on.
+            let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler");
+            while hup.recv().await.is_some() {
+                tracing::info!("SIGHUP: file sinks reopen their paths");
+                flowgate_core::reopen::request();
+            }
+        });
         tokio::spawn(async move {
             use tokio::signal::unix::{signal, SignalKind};
             let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
