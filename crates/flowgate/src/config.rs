@@ -86,10 +86,9 @@ impl SourceConfig {
                 let dir = flowgate_source::LocalDir::new(&c.path);
                 checkpoints.spawn(name, dir, c.follow_options(), out, shutdown, drain)
             }
-            SourceConfig::AzureBlob(c) => {
-                let container = c.build().map_err(|e| format!("{prefix}: {e}"))?;
+            SourceConfig::AzureBlob(c) => c.build().and_then(|container| {
                 checkpoints.spawn(name, container, c.follow_options(), out, shutdown, drain)
-            }
+            }),
         }
         .map_err(|e| format!("{prefix}: {e}"))
     }

@@ -348,7 +348,6 @@ fn parse_doc(data: &[u8]) -> Result<PartitionDoc, serde_json::Error> {
 struct Held {
     lease: LeaseId,
     etag: String,
-    renewed: Instant,
     written: Instant,
     /// Being handed over since then.
     releasing: Option<Instant>,
@@ -510,9 +509,6 @@ impl Coordinator {
             match result {
                 Ok(()) => {
                     metrics::counter!(m::CLUSTER_LEASE_RENEWALS_TOTAL, "source" => source.clone(), "result" => "ok").increment(1);
-                    if let Some(h) = self.held[p].as_mut() {
-                        h.renewed = sent;
-                    }
                     let valid_until = sent + self.validity();
                     if let Some(c) = self.table().slots[p].as_mut() {
                         c.valid_until = valid_until;
@@ -637,7 +633,6 @@ impl Coordinator {
             self.held[p] = Some(Held {
                 lease,
                 etag: snapshot.etag,
-                renewed: sent,
                 written: Instant::now(),
                 releasing: None,
             });
