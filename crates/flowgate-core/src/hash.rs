@@ -1,37 +1,15 @@
-//! A fast hasher for flowgate's own lookup tables.
+//! The hasher of every table keyed by flow data (addresses, in the enricher's epoch and
+//! the lookup caches).
+//!
+//! Source addresses are chosen by whoever sends traffic. An unseeded hash lets an
+//! attacker with one IPv6 /64 pick 2^64 addresses that all land in one bucket, and the
+//! transform thread then spends O(n) per lookup while the attack runs (the colliding
+//! addresses of `benches/hash_flood.rs` did exactly that to the multiply-rotate hash
+//! used before). foldhash is seeded at random per process and again per table, so no
+//! list of addresses collides in every table; it costs about what the old hash did,
+//! where SipHash (std's `RandomState`) would cost more than the rest of a cache hit.
+//! Nobody outside sees our hash values or a table's iteration order, which is what an
+//! attacker would need to learn a seed (foldhash's README, "HashDoS resistance").
 
-use std::hash::Hasher;
-
-/// A multiply-rotate hasher (after rustc's FxHash) for addresses and pointers: the
-/// default SipHash costs more than the rest of a cache hit. Keys come from flow logs and
-/// flowgate itself, not chosen to collide; colliding keys would only slow a table down.
-#[derive(Default)]
-pub struct FastHasher(u64);
-
-impl Hasher for FastHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.write_u64(u64::from_le_bytes(word));
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-
-    fn write_u8(&mut self, n: u8) {
-        self.write_u64(u64::from(n));
-    }
-
-    fn write_usize(&mut self, n: usize) {
-        self.write_u64(n as u64);
-    }
-
-    fn finish(&self) -> u64 {
-        // The product's high bits are the mixed ones; hash tables index by the low bits
-        // (without this, all of 10.0.0.0/8 shares a handful of buckets).
-        self.0.rotate_left(26)
-    }
-}
+/// Builds the hasher of one table, with a random seed of its own.
+pub type SeededState = foldhash::fast::RandomState;

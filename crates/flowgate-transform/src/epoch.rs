@@ -8,14 +8,13 @@
 //! bytes an entry, so that its hot part stays in the CPU's cache: it is asked for most
 //! events), from address to an index in one table; a new epoch starts when either is full.
 
-use flowgate_core::hash::FastHasher;
+use flowgate_core::hash::SeededState;
 use flowgate_core::{AddrClass, AddressFacts, AddressTable};
 use std::collections::HashMap;
-use std::hash::BuildHasherDefault;
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
 
-type Map<K> = HashMap<K, Recent, BuildHasherDefault<FastHasher>>;
+type Map<K> = HashMap<K, Recent, SeededState>;
 
 pub(crate) struct Epoch {
     table: Arc<AddressTable>,

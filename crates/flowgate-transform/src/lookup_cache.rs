@@ -1,16 +1,15 @@
 //! The LRU cache every per-address enrichment goes through, with the hit, miss and
 //! eviction counts published per cache (`address`, `rdns`).
 
-use flowgate_core::hash::FastHasher;
+use flowgate_core::hash::SeededState;
 use flowgate_core::metric_names as m;
 use lru::LruCache;
-use std::hash::BuildHasherDefault;
 use std::net::IpAddr;
 use std::num::NonZeroUsize;
 
 pub struct LookupCache<V> {
     name: &'static str,
-    cache: LruCache<IpAddr, V, BuildHasherDefault<FastHasher>>,
+    cache: LruCache<IpAddr, V, SeededState>,
     counts: CacheCounts,
 }
 
@@ -28,7 +27,7 @@ impl<V: Clone> LookupCache<V> {
             name,
             cache: LruCache::with_hasher(
                 NonZeroUsize::new(capacity.max(1)).expect("at least 1"),
-                BuildHasherDefault::default(),
+                SeededState::default(),
             ),
             counts: CacheCounts::default(),
         }
