@@ -49,6 +49,8 @@ pub struct EventBatch {
     pub addresses: Option<Arc<AddressTable>>,
     /// One per event when the events are aggregation summaries, else empty.
     pub summaries: Vec<Summary>,
+    /// Copied from the [`RecordBatch`] these events came from.
+    pub replay: Option<u32>,
 }
 
 /// What an aggregated event stands for: the updates of one flow merged in an interval.
@@ -77,6 +79,7 @@ impl EventBatch {
             enrichment: Vec::new(),
             addresses: None,
             summaries: Vec::new(),
+            replay: None,
         }
     }
 

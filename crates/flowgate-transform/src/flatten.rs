@@ -81,19 +81,42 @@ impl Flattener {
     pub fn flatten_batch(
         &mut self,
         batch: RecordBatch,
+        on_problem: impl FnMut(u64, &Problem),
+    ) -> (EventBatch, Finalizer) {
+        self.flatten_batch_in_parts(batch, usize::MAX, on_problem, |_, _| {
+            unreachable!("no limit")
+        })
+    }
+
+    /// [`Self::flatten_batch`] in parts of at most `max_events` events: each full part
+    /// goes to `on_part` with the batch's finalizer (to clone: the parts share the
+    /// batch's acknowledgement), and the last one is returned. A record of millions of
+    /// tuples then costs a part's memory at a time, not its whole event list.
+    pub fn flatten_batch_in_parts(
+        &mut self,
+        batch: RecordBatch,
+        max_events: usize,
         mut on_problem: impl FnMut(u64, &Problem),
+        mut on_part: impl FnMut(EventBatch, &Finalizer),
     ) -> (EventBatch, Finalizer) {
         let before = self.stats.clone();
         let mut out = EventBatch::new(batch.origin);
-        out.events.reserve(batch.data.len() / 64);
+        out.replay = batch.replay;
+        out.events
+            .reserve((batch.data.len() / 64).min(max_events.max(1)));
+        let finalizer = batch.finalizer;
         for span in &batch.records {
             let offset = batch.start + span.start as u64;
-            self.flatten_record(&batch.data[span.clone()], &mut out, |p| {
-                on_problem(offset, p)
-            });
+            self.flatten_record_in_parts(
+                &batch.data[span.clone()],
+                &mut out,
+                max_events,
+                &mut |part| on_part(part, &finalizer),
+                |p| on_problem(offset, p),
+            );
         }
         self.stats.publish_since(&before);
-        (out, batch.finalizer)
+        (out, finalizer)
     }
 
     /// Appends one record's context, groups and events to `out`. Returns the number of
@@ -102,6 +125,25 @@ impl Flattener {
         &mut self,
         json: &[u8],
         out: &mut EventBatch,
+        on_problem: impl FnMut(&Problem),
+    ) -> usize {
+        self.flatten_record_in_parts(
+            json,
+            out,
+            usize::MAX,
+            &mut |_| unreachable!("no limit"),
+            on_problem,
+        )
+    }
+
+    /// [`Self::flatten_record`], handing `out` to `on_part` (and going on in a new batch
+    /// with a copy of the record's context) whenever it holds `max_events` events.
+    pub fn flatten_record_in_parts(
+        &mut self,
+        json: &[u8],
+        out: &mut EventBatch,
+        max_events: usize,
+        on_part: &mut dyn FnMut(EventBatch),
         mut on_problem: impl FnMut(&Problem),
     ) -> usize {
         let raw: RawRecord = match serde_json::from_slice(json) {
@@ -121,13 +163,15 @@ impl Flattener {
                 return 0;
             }
         };
-        let first_event = out.events.len();
         let mut record = RecordFlattener {
             kind: context.kind,
             record_index: out.records.len() as u32,
             record_mac: context.mac,
             tuple_index: 0,
+            added: 0,
+            max_events: max_events.max(1),
             out,
+            on_part,
             stats: &mut self.stats,
             on_problem,
         };
@@ -137,15 +181,15 @@ impl Flattener {
             .as_ref()
             .filter(|_| record.kind != LogKind::VNet)
         {
-            for rule in &props.flows {
-                for mac_flow in &rule.flows {
+            for rule in props.flows.iter() {
+                for mac_flow in rule.flows.iter() {
                     let mac = mac_flow.mac.as_deref().and_then(Mac::parse);
                     record.group(rule.rule.as_deref(), mac, None, mac_flow.flow_tuples);
                 }
             }
         } else if let Some(records) = &raw.flow_records {
-            for acl in &records.flows {
-                for group in &acl.flow_groups {
+            for acl in records.flows.iter() {
+                for group in acl.flow_groups.iter() {
                     record.group(
                         group.rule.as_deref(),
                         None,
@@ -155,7 +199,7 @@ impl Flattener {
                 }
             }
         }
-        let added = out.events.len() - first_event;
+        let added = record.added;
         self.stats.records += 1;
         self.stats.tuples += added as u64;
         added
@@ -169,7 +213,11 @@ struct RecordFlattener<'a, P> {
     record_mac: Option<Mac>,
     /// Position of the next tuple in the record, for problem reports.
     tuple_index: usize,
+    /// Events of this record so far, in every part.
+    added: usize,
+    max_events: usize,
     out: &'a mut EventBatch,
+    on_part: &'a mut dyn FnMut(EventBatch),
     stats: &'a mut FlattenStats,
     on_problem: P,
 }
@@ -181,7 +229,7 @@ impl<P: FnMut(&Problem)> RecordFlattener<'_, P> {
     }
 
     /// One rule × MAC (NSG) or rule × ACL (VNet) and its tuples; the group is created
-    /// with its first tuple, so an empty `flowTuples` leaves no trace.
+    /// with its first event, so tuples that are all empty or bad leave no trace.
     fn group(
         &mut self,
         rule: Option<&str>,
@@ -191,21 +239,30 @@ impl<P: FnMut(&Problem)> RecordFlattener<'_, P> {
     ) {
         let mut group: Option<u32> = None;
         let walked = for_each_tuple(tuples, |tuple| {
-            let g = *group.get_or_insert_with(|| {
-                self.out.groups.push(FlowGroup {
-                    record: self.record_index,
-                    rule: rule.map(Box::from).unwrap_or_default(),
-                    mac: mac.or(self.record_mac),
-                    acl_id: acl_id.map(Box::from),
-                });
-                self.out.groups.len() as u32 - 1
-            });
+            if self.out.events.len() >= self.max_events {
+                self.next_part();
+                group = None;
+            }
+            // The index the group gets if this tuple is its first event.
+            let g = group.unwrap_or(self.out.groups.len() as u32);
             let result = match &tuple {
                 Some(s) => parse_tuple(s, self.kind, g).map_err(|k| (k, shorten(s))),
                 None => Err((TupleErrorKind::NotAString, "not a string".to_owned())),
             };
             match result {
-                Ok(event) => self.out.events.push(event),
+                Ok(event) => {
+                    if group.is_none() {
+                        self.out.groups.push(FlowGroup {
+                            record: self.record_index,
+                            rule: rule.map(Box::from).unwrap_or_default(),
+                            mac: mac.or(self.record_mac),
+                            acl_id: acl_id.map(Box::from),
+                        });
+                        group = Some(g);
+                    }
+                    self.out.events.push(event);
+                    self.added += 1;
+                }
                 Err((kind, detail)) => self.report(Problem {
                     kind: ProblemKind::Tuple(kind),
                     tuple: Some(self.tuple_index),
@@ -221,6 +278,18 @@ impl<P: FnMut(&Problem)> RecordFlattener<'_, P> {
                 detail: format!("flowTuples: {e}"),
             });
         }
+    }
+
+    /// Hands the full batch on and goes on in a new one that starts with this record's
+    /// context.
+    fn next_part(&mut self) {
+        let context = self.out.records[self.record_index as usize].clone();
+        let mut part = EventBatch::new(self.out.origin.clone());
+        part.replay = self.out.replay;
+        part.records.push(context);
+        part.events.reserve(self.max_events.min(1 << 16));
+        (self.on_part)(std::mem::replace(self.out, part));
+        self.record_index = 0;
     }
 }
 

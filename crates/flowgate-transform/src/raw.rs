@@ -47,7 +47,7 @@ pub(crate) struct NsgProperties<'a> {
     #[serde(rename = "Version", default)]
     pub version: Option<u32>,
     #[serde(borrow, default)]
-    pub flows: Vec<NsgRuleFlows<'a>>,
+    pub flows: Groups<NsgRuleFlows<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -55,7 +55,7 @@ pub(crate) struct NsgRuleFlows<'a> {
     #[serde(borrow, default)]
     pub rule: Str<'a>,
     #[serde(borrow, default)]
-    pub flows: Vec<NsgMacFlows<'a>>,
+    pub flows: Groups<NsgMacFlows<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -69,7 +69,7 @@ pub(crate) struct NsgMacFlows<'a> {
 #[derive(Deserialize)]
 pub(crate) struct VnetFlowRecords<'a> {
     #[serde(borrow, default)]
-    pub flows: Vec<VnetAclFlows<'a>>,
+    pub flows: Groups<VnetAclFlows<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -77,7 +77,7 @@ pub(crate) struct VnetAclFlows<'a> {
     #[serde(rename = "aclID", borrow, default)]
     pub acl_id: Str<'a>,
     #[serde(rename = "flowGroups", borrow, default)]
-    pub flow_groups: Vec<VnetFlowGroup<'a>>,
+    pub flow_groups: Groups<VnetFlowGroup<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -92,25 +92,31 @@ pub(crate) struct VnetFlowGroup<'a> {
 /// element that is not one.
 ///
 /// `flowTuples` is kept raw by serde and walked here from quote to quote: nearly every
-/// tuple is plain ASCII without escapes, so this avoids a `Cow` and a `Vec` slot per tuple.
-/// Strings with escapes, and arrays holding anything but strings, go through serde.
+/// tuple is plain ASCII without escapes, so this avoids a `Cow` per tuple. Strings with
+/// escapes, and arrays holding anything but strings, go through serde one element at a
+/// time. Neither way keeps a list: a record of millions of tiny tuples costs no memory
+/// per tuple here.
 pub(crate) fn for_each_tuple<'a>(
     raw: Option<&'a RawValue>,
     mut each: impl FnMut(Option<Cow<'a, str>>),
 ) -> Result<(), serde_json::Error> {
     let Some(raw) = raw else { return Ok(()) };
     let text = raw.get();
-    if walk_plain_strings(text, &mut each).is_none() {
-        // Not a plain array of strings: let serde decode it (and reject what is not JSON).
-        for t in serde_json::from_str::<Vec<TupleStr>>(text)? {
-            each(t.0);
-        }
+    // First the shape, so that a fallback never repeats tuples; then the tuples.
+    if walk_plain_strings(text, &mut |_| {}).is_some() {
+        walk_plain_strings(text, &mut each);
+        return Ok(());
     }
-    Ok(())
+    // Not a plain array of strings: let serde decode it, element by element. The text
+    // is valid JSON (serde checked it when it kept it raw), so the only error possible
+    // is that it is not an array, before any element.
+    let mut de = serde_json::Deserializer::from_str(text);
+    de.deserialize_seq(EachTuple(&mut each))?;
+    de.end()
 }
 
-/// The fast path of [`for_each_tuple`]; `None` (before calling `each` at all) if the
-/// array is not made only of strings without escapes.
+/// Walks an array of strings without escapes, calling `each` with every one; `None` at
+/// the first thing that is not one (after calling `each` for those before it).
 fn walk_plain_strings<'a>(
     text: &'a str,
     each: &mut impl FnMut(Option<Cow<'a, str>>),
@@ -122,8 +128,6 @@ fn walk_plain_strings<'a>(
         }
         i
     };
-    // First pass: check the shape, so that a fallback never repeats tuples.
-    let mut spans: Vec<(usize, usize)> = Vec::new();
     let mut i = skip_ws(0);
     if b.get(i) != Some(&b'[') {
         return None;
@@ -141,18 +145,106 @@ fn walk_plain_strings<'a>(
         if b[start + len] != b'"' {
             return None; // an escape: serde decodes it
         }
-        spans.push((start, start + len));
+        each(Some(Cow::Borrowed(&text[start..start + len])));
         i = skip_ws(start + len + 1);
         match b.get(i) {
             Some(b',') => i = skip_ws(i + 1),
-            Some(b']') => break,
+            Some(b']') => return Some(()),
             _ => return None,
         }
     }
-    for (start, end) in spans {
-        each(Some(Cow::Borrowed(&text[start..end])));
+}
+
+/// Serde's side of [`for_each_tuple`]: hands each element over as it is decoded.
+struct EachTuple<'f, F>(&'f mut F);
+
+impl<'de, F: FnMut(Option<Cow<'de, str>>)> Visitor<'de> for EachTuple<'_, F> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an array of flow tuple strings")
     }
-    Some(())
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(t) = seq.next_element::<TupleStr<'de>>()? {
+            (self.0)(t.0);
+        }
+        Ok(())
+    }
+}
+
+/// A list of flow groups (`properties.flows`, a rule's `flows`, `flowRecords.flows`, an
+/// ACL's `flowGroups`) that keeps only elements holding tuples: an element costs tens of
+/// bytes in memory, and `{}` costs three on the wire, so a record of empty elements
+/// would otherwise take gigabytes. What is kept holds at least one tuple string.
+pub(crate) struct Groups<T>(pub Vec<T>);
+
+impl<T> Default for Groups<T> {
+    fn default() -> Self {
+        Groups(Vec::new())
+    }
+}
+
+impl<T> std::ops::Deref for Groups<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        &self.0
+    }
+}
+
+/// Whether a flow group element leads to any tuple.
+pub(crate) trait HoldsTuples {
+    fn holds_tuples(&self) -> bool;
+}
+
+fn any_tuple(raw: Option<&RawValue>) -> bool {
+    let ws: &[char] = &[' ', '\n', '\r', '\t'];
+    raw.is_some_and(|r| match r.get().trim_start_matches(ws).strip_prefix('[') {
+        Some(inside) => !inside.trim_start_matches(ws).starts_with(']'),
+        None => true, // not an array: kept, to be reported
+    })
+}
+
+impl<'de, T: Deserialize<'de> + HoldsTuples> Deserialize<'de> for Groups<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeepHolding<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de> + HoldsTuples> Visitor<'de> for KeepHolding<T> {
+            type Value = Groups<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an array")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Groups<T>, A::Error> {
+                let mut kept = Vec::new();
+                while let Some(element) = seq.next_element::<T>()? {
+                    if element.holds_tuples() {
+                        kept.push(element);
+                    }
+                }
+                Ok(Groups(kept))
+            }
+        }
+        d.deserialize_seq(KeepHolding(std::marker::PhantomData))
+    }
+}
+
+impl HoldsTuples for NsgRuleFlows<'_> {
+    fn holds_tuples(&self) -> bool {
+        !self.flows.is_empty()
+    }
+}
+impl HoldsTuples for NsgMacFlows<'_> {
+    fn holds_tuples(&self) -> bool {
+        any_tuple(self.flow_tuples)
+    }
+}
+impl HoldsTuples for VnetAclFlows<'_> {
+    fn holds_tuples(&self) -> bool {
+        !self.flow_groups.is_empty()
+    }
+}
+impl HoldsTuples for VnetFlowGroup<'_> {
+    fn holds_tuples(&self) -> bool {
+        any_tuple(self.flow_tuples)
+    }
 }
 
 /// One element of `flowTuples`: a string, or `None` for anything else, so that a

@@ -218,12 +218,12 @@ impl Aggregator {
     }
 
     /// Merges a batch's events; the batch is acknowledged with its summaries.
-    pub fn add(&mut self, batch: EventBatch, finalizer: Finalizer, replay: Option<u32>) {
+    pub fn add(&mut self, batch: EventBatch, finalizer: Finalizer) {
         self.opened.get_or_insert_with(Instant::now);
         let key = (
             batch.origin.source.clone(),
             batch.origin.subscription_tag.clone(),
-            replay,
+            batch.replay,
         );
         let window = self.windows.entry(key).or_insert_with(|| Window {
             out: EventBatch::new(Arc::new(Origin {
@@ -349,9 +349,13 @@ mod tests {
     #[test]
     fn a_flow_becomes_one_summary_and_a_replay_one_of_its_own() {
         let mut aggregator = Aggregator::new(Duration::from_secs(60), 1000);
-        aggregator.add(batch(), Finalizer::detached(), None);
-        aggregator.add(batch(), Finalizer::detached(), Some(1));
-        aggregator.add(batch(), Finalizer::detached(), Some(2));
+        let replayed = |round| EventBatch {
+            replay: Some(round),
+            ..batch()
+        };
+        aggregator.add(batch(), Finalizer::detached());
+        aggregator.add(replayed(1), Finalizer::detached());
+        aggregator.add(replayed(2), Finalizer::detached());
         let out = aggregator.flush();
         assert_eq!(
             out.len(),

@@ -240,3 +240,93 @@ fn oversized_fields_reject_only_their_record() {
     assert!(problems[0].detail.len() < 200, "detail is shortened");
     assert_eq!(b.events.len(), 1);
 }
+
+/// A Version 2 record of one rule and MAC holding `tuples`.
+fn record_of(tuples: &[String]) -> Vec<u8> {
+    let list: Vec<String> = tuples
+        .iter()
+        .map(|t| serde_json::to_string(t).unwrap())
+        .collect();
+    format!(
+        r#"{{"time":"2024-03-04T10:00:00.0000000Z","systemId":"x","resourceId":"/SUBSCRIPTIONS/S/RESOURCEGROUPS/RG/PROVIDERS/MICROSOFT.NETWORK/NETWORKSECURITYGROUPS/NSG","properties":{{"Version":2,"flows":[{{"rule":"R1","flows":[{{"mac":"000D3AF87856","flowTuples":[{}]}}]}}]}}}}"#,
+        list.join(",")
+    )
+    .into_bytes()
+}
+
+fn tuple(i: usize) -> String {
+    format!(
+        "{},10.0.0.4,10.0.0.5,{},443,T,I,A,B,,,,",
+        1709546400 + i,
+        1000 + i
+    )
+}
+
+#[test]
+fn a_big_record_goes_on_in_parts_that_each_carry_its_context() {
+    let tuples: Vec<String> = (0..10).map(tuple).collect();
+    let origin = Arc::new(Origin {
+        source: "test".into(),
+        path: "x".into(),
+        subscription_tag: None,
+    });
+    let mut parts: Vec<EventBatch> = Vec::new();
+    let mut out = EventBatch::new(origin);
+    let mut f = Flattener::new();
+    // A small record first: the big one starts in a batch that already holds events.
+    f.flatten_record(&record_of(&tuples[..2]), &mut out, |p| panic!("{p}"));
+    let added = f.flatten_record_in_parts(
+        &record_of(&tuples),
+        &mut out,
+        3,
+        &mut |part| parts.push(part),
+        |p| panic!("{p}"),
+    );
+    assert_eq!(added, 10);
+    parts.push(out);
+    let sizes: Vec<usize> = parts.iter().map(|p| p.events.len()).collect();
+    assert_eq!(sizes, [3, 3, 3, 3], "2 + 10 events in parts of 3");
+    let mut ports = Vec::new();
+    for part in &parts {
+        for e in &part.events {
+            let (g, r) = part.context_of(e);
+            assert_eq!((&*g.rule, &*r.resource_name), ("R1", "NSG"));
+            assert_eq!(g.mac.unwrap().to_string(), "00:0D:3A:F8:78:56");
+            ports.push(e.src_port);
+        }
+        assert!(part.records.len() <= 2 && part.groups.len() <= 2);
+    }
+    let expected: Vec<u16> = (0..2).chain(0..10).map(|i| 1000 + i as u16).collect();
+    assert_eq!(ports, expected, "every tuple once, in order");
+}
+
+#[test]
+fn tuples_with_escapes_go_through_serde_one_by_one() {
+    // An escape anywhere sends the whole array through serde's path.
+    let mut tuples: Vec<String> = (0..5).map(tuple).collect();
+    tuples[2] = "1709546400,10.0.0.4,10.0.0.5,1002,443,T,I,A,B,,,,\u{1}".into();
+    let (b, problems, _) = flatten(&[record_of(&tuples)]);
+    assert_eq!(b.events.len(), 4);
+    assert_eq!(problems.len(), 1);
+    assert_eq!(problems[0].tuple, Some(2));
+    let not_strings = br#"{"time":"t","resourceId":"/SUBSCRIPTIONS/S/RESOURCEGROUPS/RG/PROVIDERS/MICROSOFT.NETWORK/NETWORKSECURITYGROUPS/NSG","properties":{"Version":2,"flows":[{"rule":"R","flows":[{"mac":"000D3AF87856","flowTuples":["1709546400,10.0.0.4,10.0.0.5,1,443,T,I,A,B,,,,",7,{"a":1},"1709546400,10.0.0.4,10.0.0.5,2,443,T,I,A,B,,,,"]}]}]}}"#;
+    let (b, problems, _) = flatten(&[not_strings.to_vec()]);
+    assert_eq!(b.events.len(), 2);
+    let at: Vec<Option<usize>> = problems.iter().map(|p| p.tuple).collect();
+    assert_eq!(at, [Some(1), Some(2)]);
+}
+
+#[test]
+fn empty_flow_elements_cost_nothing_and_change_nothing() {
+    let empties = vec!["{}"; 1000].join(",");
+    let with_empties = format!(
+        r#"{{"time":"t","resourceId":"/SUBSCRIPTIONS/S/RESOURCEGROUPS/RG/PROVIDERS/MICROSOFT.NETWORK/NETWORKSECURITYGROUPS/NSG","properties":{{"Version":2,"flows":[{empties},{{"rule":"R","flows":[{empties},{{"flowTuples":[]}},{{"mac":"000D3AF87856","flowTuples":[{:?}]}}]}}]}}}}"#,
+        tuple(0)
+    );
+    let (b, problems, f) = flatten(&[with_empties.into_bytes()]);
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!((b.events.len(), b.groups.len(), f.stats.records), (1, 1, 1));
+    // Bad tuples alone make no group.
+    let (b, problems, _) = flatten(&[record_of(&["".into(), "x".into()])]);
+    assert_eq!((b.events.len(), b.groups.len(), problems.len()), (0, 0, 2));
+}

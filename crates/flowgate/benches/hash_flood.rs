@@ -66,8 +66,10 @@ fn crafted(n: usize) -> Vec<Ipv6Addr> {
     // the last multiply and rotation.
     let mut zero = [0u8; 16];
     zero[..8].copy_from_slice(&prefix);
-    let before_last = (Old::default().hash_one(Ipv6Addr::from(zero)).rotate_right(26))
-        .wrapping_mul(inverse(K));
+    let before_last = (Old::default()
+        .hash_one(Ipv6Addr::from(zero))
+        .rotate_right(26))
+    .wrapping_mul(inverse(K));
     let addresses: Vec<Ipv6Addr> = (0..n as u64)
         .map(|d| {
             let last = before_last ^ d.wrapping_mul(inverse(K));
@@ -142,7 +144,10 @@ fn flatten_and_enrich(doc: &Bytes, config: &EnrichConfig) -> usize {
         origin,
         data: doc.slice(start..records.last().expect("records").end),
         start: start as u64,
-        records: records.iter().map(|r| r.start - start..r.end - start).collect(),
+        records: records
+            .iter()
+            .map(|r| r.start - start..r.end - start)
+            .collect(),
         finalizer: Finalizer::detached(),
         replay: None,
     };

@@ -142,6 +142,10 @@ pub struct PipelineConfig {
     pub channel_capacity: usize,
     /// On SIGINT/SIGTERM, how long to wait for batches in flight to be delivered.
     pub drain_timeout_secs: f64,
+    /// Events per batch after the transform at most: a bigger record goes on in parts
+    /// that share its acknowledgement, so that one record never holds all of its events
+    /// (and their encodings) in memory at once.
+    pub max_batch_events: usize,
 }
 
 impl Default for PipelineConfig {
@@ -149,26 +153,51 @@ impl Default for PipelineConfig {
         PipelineConfig {
             channel_capacity: 4,
             drain_timeout_secs: 30.0,
+            max_batch_events: 16_384,
         }
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiConfig {
     /// `host:port` to serve `/metrics`, `/healthz` and `/readyz` on; off when unset.
     /// In a container: `0.0.0.0:9898`.
     pub address: Option<String>,
+    /// Connections served at once; one more is closed as soon as it is accepted.
+    pub max_connections: usize,
+    /// The longest a connection lasts, from accept to the last byte written: a client
+    /// that never reads its response gives its slot back after this. A request head must
+    /// arrive within 5 s (or this, if less).
+    pub timeout_secs: f64,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            address: None,
+            max_connections: 64,
+            timeout_secs: 30.0,
+        }
+    }
 }
 
 impl ApiConfig {
     pub fn validate(&self) -> Result<(), String> {
-        match &self.address {
-            Some(a) if a.parse::<std::net::SocketAddr>().is_err() => Err(format!(
-                "api.address: {a:?} is not an address (host:port, e.g. 0.0.0.0:9898)"
-            )),
-            _ => Ok(()),
+        if let Some(a) = &self.address {
+            if a.parse::<std::net::SocketAddr>().is_err() {
+                return Err(format!(
+                    "api.address: {a:?} is not an address (host:port, e.g. 0.0.0.0:9898)"
+                ));
+            }
         }
+        if !(1..=4096).contains(&self.max_connections) {
+            return Err("api.max_connections must be in [1, 4096]".into());
+        }
+        if !(self.timeout_secs >= 0.1 && self.timeout_secs <= 3600.0) {
+            return Err("api.timeout_secs must be in [0.1, 3600]".into());
+        }
+        Ok(())
     }
 }
 
@@ -304,6 +333,9 @@ impl Config {
         if !(1..=1024).contains(&self.pipeline.channel_capacity) {
             return Err("pipeline.channel_capacity must be between 1 and 1024".into());
         }
+        if !(1..=1_000_000).contains(&self.pipeline.max_batch_events) {
+            return Err("pipeline.max_batch_events must be between 1 and 1000000".into());
+        }
         if !(self.pipeline.drain_timeout_secs >= 0.0 && self.pipeline.drain_timeout_secs <= 3600.0)
         {
             return Err("pipeline.drain_timeout_secs must be between 0 and 3600".into());
@@ -428,7 +460,7 @@ type = "stdout"
         let e = parse(&format!("{BASE}\n[pipeline]\nchanel_capacity = 3\n"), &[]).unwrap_err();
         assert_eq!(
             e,
-            "pipeline.chanel_capacity: unknown field `chanel_capacity`, expected `channel_capacity` or `drain_timeout_secs`"
+            "pipeline.chanel_capacity: unknown field `chanel_capacity`, expected one of `channel_capacity`, `drain_timeout_secs`, `max_batch_events`"
         );
         let e = parse(&BASE.replace("path = ", "pth = "), &[]).unwrap_err();
         assert!(

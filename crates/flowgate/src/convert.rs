@@ -16,6 +16,8 @@ use std::sync::Arc;
 const CHUNK: usize = 1 << 20;
 /// Problems printed per file before only counting them.
 const MAX_REPORTS: usize = 20;
+/// Events encoded and written at a time (the default of `pipeline.max_batch_events`).
+const MAX_BATCH_EVENTS: usize = 16_384;
 
 /// Who the events are said to come from: empty for plain conversion; a source's name
 /// and `subscription_tag` to produce exactly what the service would send for it.
@@ -72,15 +74,32 @@ pub fn convert_input(
             report(base + e.at as u64, &e.kind);
         }
         complete |= ex.complete;
+        // Written in parts of MAX_BATCH_EVENTS, as `run` does: a record of millions of
+        // tuples never holds all of its events and their encodings at once.
+        let mut failed: Option<std::io::Error> = None;
+        let mut write = |mut part: flowgate_core::EventBatch| {
+            if failed.is_none() {
+                enricher.enrich(&mut part);
+                encoded.clear();
+                encoder.encode_batch(&part, &mut encoded);
+                failed = out.write_all(&encoded).err();
+            }
+        };
         let mut batch = flowgate_core::EventBatch::new(origin.clone());
         for span in &ex.records {
             let offset = base + span.start as u64;
-            flattener.flatten_record(&buf[span.clone()], &mut batch, |p| report(offset, p));
+            flattener.flatten_record_in_parts(
+                &buf[span.clone()],
+                &mut batch,
+                MAX_BATCH_EVENTS,
+                &mut write,
+                |p| report(offset, p),
+            );
         }
-        enricher.enrich(&mut batch);
-        encoded.clear();
-        encoder.encode_batch(&batch, &mut encoded);
-        out.write_all(&encoded)?;
+        write(batch);
+        if let Some(e) = failed {
+            return Err(e.into());
+        }
 
         let keep_from = if ex.complete { buf.len() } else { ex.consumed };
         buf.drain(..keep_from);

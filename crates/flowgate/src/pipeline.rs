@@ -58,6 +58,7 @@ pub async fn run(
         aggregator: config.volume.aggregator(),
         enricher: config.enrich.build().map_err(anyhow::Error::msg)?,
         sinks: sink_inputs,
+        max_batch_events: config.pipeline.max_batch_events,
     };
     let (stop, runtime) = (shutdown.clone(), tokio::runtime::Handle::current());
     let transform = tokio::task::spawn_blocking(move || stage.run(record_rx, stop, runtime));

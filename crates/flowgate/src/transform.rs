@@ -22,6 +22,8 @@ pub struct Transform {
     pub enricher: Enricher,
     /// Each sink's name (for its channel-depth gauge) and channel.
     pub sinks: Vec<(String, mpsc::Sender<Delivery>)>,
+    /// Events per batch at most (`pipeline.max_batch_events`): bounds a huge record.
+    pub max_batch_events: usize,
 }
 
 enum Next {
@@ -69,35 +71,47 @@ impl Transform {
                 }
             };
             let origin = batch.origin.clone();
-            let replay = batch.replay;
-            let (mut events, finalizer) = flattener.flatten_batch(batch, |offset, problem| {
+            let on_problem = |offset, problem: &flowgate_transform::Problem| {
                 if reported.len() >= MAX_REMEMBERED_PROBLEMS {
                     reported.clear();
                 }
                 if reported.insert((origin.path.clone(), problem.kind.reason())) {
                     warn!(source = %origin.source, file = %origin.path, offset, "{problem} (further problems of this kind in this file are only counted)");
                 }
-            });
-            if let Some(newest) = events.events.iter().map(|e| e.time_ms).max() {
-                finalizer.note_time(newest);
-            }
-            self.filter.apply(&mut events);
-            // A replay's first copies may never have been delivered: suppressing them
-            // as duplicates would lose them (at least once means a replay may repeat).
-            if let (Some(dedup), None) = (&mut self.dedup, replay) {
-                dedup.apply(&mut events);
-            }
-            match &mut self.aggregator {
-                Some(aggregator) => {
-                    aggregator.add(events, finalizer, replay);
-                    if draining || aggregator.is_due(Instant::now()) {
-                        self.flush();
-                    }
-                }
-                None => self.deliver(events, finalizer),
-            }
+            };
+            // A record of millions of tuples goes on in parts while it is flattened, so
+            // that it holds a part's memory at a time (the sinks' channels hold back).
+            let max_events = self.max_batch_events;
+            let (events, finalizer) =
+                flattener.flatten_batch_in_parts(batch, max_events, on_problem, |part, f| {
+                    self.process(part, f.clone(), draining)
+                });
+            self.process(events, finalizer, draining);
         }
         self.flush();
+    }
+
+    /// Filters, suppresses duplicates and aggregates one batch of events, and delivers
+    /// what is due.
+    fn process(&mut self, mut events: EventBatch, finalizer: Finalizer, draining: bool) {
+        if let Some(newest) = events.events.iter().map(|e| e.time_ms).max() {
+            finalizer.note_time(newest);
+        }
+        self.filter.apply(&mut events);
+        // A replay's first copies may never have been delivered: suppressing them
+        // as duplicates would lose them (at least once means a replay may repeat).
+        if let (Some(dedup), None) = (&mut self.dedup, events.replay) {
+            dedup.apply(&mut events);
+        }
+        match &mut self.aggregator {
+            Some(aggregator) => {
+                aggregator.add(events, finalizer);
+                if draining || aggregator.is_due(Instant::now()) {
+                    self.flush();
+                }
+            }
+            None => self.deliver(events, finalizer),
+        }
     }
 
     /// Sends the aggregation summaries held so far.

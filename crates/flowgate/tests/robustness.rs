@@ -98,3 +98,48 @@ fn corrupted_documents_never_panic() {
         }
     }
 }
+
+/// One batch of events whose rule is 4,096 bytes of control characters (each escaped
+/// in the output) must not make the encoder reserve, for the next batch, its length
+/// times that batch's events.
+#[test]
+fn the_encoders_reservation_is_clamped_after_a_batch_of_huge_messages() {
+    use flowgate_core::{EventBatch, Origin};
+    use flowgate_transform::Flattener;
+    let record = |rule: &str, tuples: usize| {
+        let list: Vec<String> = (0..tuples)
+            .map(|i| format!("\"1709546400,10.0.0.4,10.0.0.5,{i},443,T,I,A,B,,,,\""))
+            .collect();
+        format!(
+            r#"{{"time":"t","resourceId":"/SUBSCRIPTIONS/S/RESOURCEGROUPS/RG/PROVIDERS/MICROSOFT.NETWORK/NETWORKSECURITYGROUPS/NSG","properties":{{"Version":2,"flows":[{{"rule":"{rule}","flows":[{{"mac":"000D3AF87856","flowTuples":[{}]}}]}}]}}}}"#,
+            list.join(",")
+        )
+    };
+    let batch_of = |json: String| {
+        let mut batch = EventBatch::new(std::sync::Arc::new(Origin {
+            source: "s".into(),
+            path: "p".into(),
+            subscription_tag: None,
+        }));
+        Flattener::new().flatten_record(json.as_bytes(), &mut batch, |p| panic!("{p}"));
+        batch
+    };
+    let huge = batch_of(record(&"\\u0001".repeat(4096), 1));
+    let normal = batch_of(record("R", 20_000));
+    for format in [Format::Cef, Format::Leef, Format::Json] {
+        let mut encoder = Encoder::new(format, None, Framing::Newline);
+        let mut out = Vec::new();
+        encoder.encode_batch(&huge, &mut out);
+        let per_huge_event = out.len();
+        assert!(per_huge_event > 4096, "{format:?}: {per_huge_event}");
+        let mut out = Vec::new();
+        encoder.encode_batch(&normal, &mut out);
+        assert!(
+            out.capacity() < (8 << 20) + 2 * out.len(),
+            "{format:?}: reserved {} for {} bytes ({} unclamped)",
+            out.capacity(),
+            out.len(),
+            20_000 * per_huge_event
+        );
+    }
+}

@@ -61,6 +61,9 @@ struct GroupCache {
     mac: Vec<u8>,
 }
 
+/// The most [`Encoder::encode_batch`] reserves ahead; past it, the output grows as it goes.
+const MAX_RESERVE_BYTES: usize = 8 << 20;
+
 /// Encodes batches; keeps its buffers between batches.
 pub struct Encoder {
     format: Format,
@@ -91,9 +94,10 @@ impl Encoder {
     /// Appends every event of `batch`, framed, to `out`.
     pub fn encode_batch(&mut self, batch: &EventBatch, out: &mut Vec<u8>) {
         // One allocation up front instead of doubling through the batch (enriched
-        // messages are longer: size by the last batch's).
+        // messages are longer: size by the last batch's), clamped: one batch of
+        // messages full of escapes must not make the next one ask for gigabytes.
         let start = out.len();
-        out.reserve(batch.events.len() * (self.bytes_per_event + 32));
+        out.reserve((batch.events.len() * (self.bytes_per_event + 32)).min(MAX_RESERVE_BYTES));
         if let Some(table) = &batch.addresses {
             self.addresses.start_batch(table);
         }
