@@ -179,6 +179,9 @@ struct ObjectState {
     /// read until either changes (the closing bytes stay unread, so a size above the read
     /// position alone says nothing).
     complete_at: Option<Complete>,
+    /// A record still open where the object ended when last read: it is not read again
+    /// until the object changes.
+    stuck: Option<Stuck>,
     tracker: RangeTracker,
     /// The checkpoint last stored: offset, and whether it said complete.
     stored: Option<(u64, bool)>,
@@ -186,7 +189,28 @@ struct ObjectState {
     before_start: bool,
 }
 
+/// A record that starts at `offset` and was still open at the end of the object as it
+/// was listed (`at`): a stray `"` or a writer that stopped mid-record. Reading it again
+/// finds nothing new until the size or version changes.
+#[derive(Debug, Clone, Copy)]
+struct Stuck {
+    offset: u64,
+    at: Complete,
+    /// Warned about and counted: once per record start.
+    reported: bool,
+}
+
 impl ObjectState {
+    /// Remembers that the record at `offset` is open at the end of the object as listed.
+    fn stuck_at(&mut self, offset: u64, at: Complete) {
+        let reported = self.stuck.is_some_and(|s| s.offset == offset && s.reported);
+        self.stuck = Some(Stuck {
+            offset,
+            at,
+            reported,
+        });
+    }
+
     /// Starts over at 0 (the object was rewritten or truncated). Bytes sent but not yet
     /// delivered may still fail, so what is read in their place is a replay: the volume
     /// controls must not take it for a duplicate of them.
@@ -199,6 +223,7 @@ impl ObjectState {
         self.read_anchor = Anchor::START;
         self.verify = false;
         self.complete_at = None;
+        self.stuck = None;
         self.tracker.reset();
     }
 
@@ -208,6 +233,7 @@ impl ObjectState {
         self.read_pos = self.tracker.committed();
         self.read_anchor = self.tracker.committed_anchor();
         self.complete_at = None;
+        self.stuck = None;
     }
 
     /// Marks the bytes before `end` as read again, in a new round.
@@ -242,6 +268,16 @@ impl ObjectState {
             complete,
         }
     }
+}
+
+/// What scanning past an oversized record found.
+enum Skip {
+    /// It ends here; the anchor is the bytes before.
+    Ended(u64, Anchor),
+    /// It goes on to the end of the object.
+    Open,
+    /// A read failed.
+    Failed,
 }
 
 /// One object to read in this poll, as listed.
@@ -624,6 +660,27 @@ impl<S: ObjectStore, C: Checkpoints> Follower<S, C> {
                 size: info.len,
                 version: info.version,
             };
+            let mut want = self.options.read_chunk_bytes;
+            if object.stuck.is_some_and(|s| s.offset < object.read_pos) {
+                object.stuck = None; // that record ended after all
+            }
+            if let Some(stuck) = &mut object.stuck {
+                if stuck.at == complete {
+                    if !stuck.reported {
+                        stuck.reported = true;
+                        warn!(source = %self.name, object = %object.origin.path, offset = stuck.offset, size = complete.size, "a record starts here and does not end before the end of the object (malformed, or its writer stopped); not read again until the object changes");
+                        metrics::counter!(m::SOURCE_EXTRACT_ERRORS_TOTAL, "reason" => "record_unterminated")
+                            .increment(1);
+                    }
+                    continue;
+                }
+                // Changed: ask at once for the bytes already seen and as many again,
+                // rather than double up to them one read at a time.
+                let seen = stuck.at.size.saturating_sub(object.read_pos) as usize;
+                want = want
+                    .max(seen.saturating_mul(2))
+                    .min(self.options.max_record_bytes);
+            }
             let news = info.len > object.read_pos && object.complete_at != Some(complete);
             if news || object.verify {
                 streams
@@ -633,7 +690,7 @@ impl<S: ObjectStore, C: Checkpoints> Follower<S, C> {
                         name,
                         len: info.len,
                         version: info.version,
-                        want: self.options.read_chunk_bytes,
+                        want,
                     });
             }
         }
@@ -850,10 +907,19 @@ impl<S: ObjectStore, C: Checkpoints> Follower<S, C> {
                 }
                 work.want = chunk;
                 let rec_start = pos + start as u64;
-                let Some((rec_end, rec_anchor)) = self.skip_record(&name, rec_start, len).await
-                else {
-                    stream.pop_front(); // not complete yet
-                    return Some(stream);
+                let (rec_end, rec_anchor) = match self.skip_record(&name, rec_start, len).await {
+                    Skip::Ended(end, anchor) => (end, anchor),
+                    Skip::Open => {
+                        if let Some(object) = self.objects.get_mut(&name) {
+                            object.stuck_at(rec_start, Complete { size: len, version });
+                        }
+                        stream.pop_front();
+                        return Some(stream);
+                    }
+                    Skip::Failed => {
+                        stream.pop_front(); // read again at the next poll
+                        return Some(stream);
+                    }
                 };
                 warn!(source = %self.name, object = %name, offset = rec_start, bytes = rec_end - rec_start, limit = self.options.max_record_bytes, "record larger than max_record_bytes skipped");
                 metrics::counter!(m::SOURCE_EXTRACT_ERRORS_TOTAL, "reason" => "record_too_large")
@@ -862,8 +928,11 @@ impl<S: ObjectStore, C: Checkpoints> Follower<S, C> {
                     object.skip_to(rec_end, rec_anchor);
                 }
             }
-            // Wait for the writer, or only whitespace so far.
-            Some(_) if (n as u64) >= available => {
+            // Wait for the writer (or the record never ends).
+            Some(start) if (n as u64) >= available => {
+                if let Some(object) = self.objects.get_mut(&name) {
+                    object.stuck_at(pos + start as u64, Complete { size: len, version });
+                }
                 stream.pop_front();
             }
             _ if ex.consumed == 0 => {
@@ -958,6 +1027,7 @@ impl<S: ObjectStore, C: Checkpoints> Follower<S, C> {
             replay_until: 0,
             replay_round: 0,
             complete_at,
+            stuck: None,
             tracker: RangeTracker::new(start, anchor),
             stored,
             before_start,
@@ -966,27 +1036,27 @@ impl<S: ObjectStore, C: Checkpoints> Follower<S, C> {
 
     /// Streams over an oversized record starting at `start`; returns the offset just after
     /// it and that offset's anchor.
-    async fn skip_record(&self, name: &str, start: u64, len: u64) -> Option<(u64, Anchor)> {
+    async fn skip_record(&self, name: &str, start: u64, len: u64) -> Skip {
         let mut scanner = BraceScanner::default();
         let mut pos = start;
         while pos < len {
-            let buf = self.store.read(name, pos, 1 << 20).await.ok()?;
+            let Ok(buf) = self.store.read(name, pos, 1 << 20).await else {
+                return Skip::Failed;
+            };
             if buf.is_empty() {
-                return None;
+                break;
             }
             if let Some(end) = scanner.scan(&buf) {
                 let end_abs = pos + end as u64;
                 let from = end_abs.saturating_sub(ANCHOR_BYTES as u64).max(start);
-                let tail = self
-                    .store
-                    .read(name, from, (end_abs - from) as usize)
-                    .await
-                    .ok()?;
-                return Some((end_abs, Anchor::of(&tail)));
+                let Ok(tail) = self.store.read(name, from, (end_abs - from) as usize).await else {
+                    return Skip::Failed;
+                };
+                return Skip::Ended(end_abs, Anchor::of(&tail));
             }
             pos += buf.len() as u64;
         }
-        None
+        Skip::Open
     }
 
     /// Where to start in an object for `start_at = "end"`: just before its closing `]`,
@@ -1177,6 +1247,47 @@ mod tests {
             at <= 1,
             "the other NSG's hour came in turn {at}, after the backlog"
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_record_that_never_ends_is_not_read_again_until_the_object_changes() {
+        let h = Harness::new();
+        let name = blob("Q", 1, "AA");
+        // Two good records, then one with a stray quote: it runs to the end of the object.
+        let mut doc = document(2);
+        doc.truncate(doc.len() - 2);
+        doc.extend_from_slice(b",{\"n\":\"2}");
+        doc.extend(std::iter::repeat_n(b' ', 300_000));
+        doc.extend_from_slice(b"]}");
+        h.store.put(&name, &doc);
+        let first = h.run(1, |d| records_of(d) == 2).await;
+        assert_eq!(records_of(&first), 2, "the records before the open one");
+        let (reads, bytes) = (h.store.reads(), h.store.bytes_read());
+        assert!(
+            bytes < 3 * doc.len(),
+            "reading to the end took {bytes} bytes for a {} byte object",
+            doc.len()
+        );
+
+        // A second run (new state, so the open record is found once more) polls 20 times
+        // over the unchanged object.
+        let second = h.run(1, |d| d.is_empty()).await;
+        assert!(second.is_empty());
+        let again = h.store.bytes_read() - bytes;
+        assert!(
+            again < 3 * doc.len(),
+            "20 polls over the unchanged object read {again} bytes ({} reads)",
+            h.store.reads() - reads
+        );
+
+        // The writer finishes the record: it arrives, and the object is read once more.
+        let mut fixed = doc.clone();
+        let quote = fixed.windows(3).position(|w| w == b"\"2}").unwrap();
+        fixed[quote + 2] = b'"';
+        fixed.insert(quote + 3, b'}');
+        h.store.put(&name, &fixed);
+        let third = h.run(1, |d| records_of(d) == 1).await;
+        assert_eq!(records_of(&third), 1, "the record, once it ends");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,6 +17,7 @@ struct Inner {
     /// name → (content, writes so far: the version)
     objects: Mutex<BTreeMap<String, (Vec<u8>, u64)>>,
     reads: AtomicUsize,
+    bytes_read: AtomicUsize,
     in_flight: AtomicUsize,
     /// The most reads that were in flight at once.
     peak_in_flight: AtomicUsize,
@@ -45,6 +46,11 @@ impl MemoryStore {
 
     pub fn reads(&self) -> usize {
         self.inner.reads.load(Ordering::Relaxed)
+    }
+
+    /// Bytes returned by reads so far.
+    pub fn bytes_read(&self) -> usize {
+        self.inner.bytes_read.load(Ordering::Relaxed)
     }
 
     pub fn peak_in_flight(&self) -> usize {
@@ -90,6 +96,7 @@ impl ObjectStore for MemoryStore {
             .ok_or_else(|| StoreError::NotFound(name.to_owned()))?;
         let start = (offset as usize).min(data.len());
         let end = start.saturating_add(len).min(data.len());
+        inner.bytes_read.fetch_add(end - start, Ordering::Relaxed);
         Ok(data[start..end].to_vec())
     }
 }
