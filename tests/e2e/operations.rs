@@ -94,6 +94,50 @@ fn endpoints_report_progress_ready_and_lag() {
 }
 
 #[test]
+fn the_api_refuses_connections_past_its_limit_and_closes_stalled_ones() {
+    let mut fg = Instance::new();
+    let expected = fg.add_input(0, &fixture("nsg-v2.PT1H.json"));
+    let api = free_port();
+    file_sink_config(&fg, api, "max_connections = 4\ntimeout_secs = 2\n");
+    fg.start();
+    fg.wait_for_lines(expected.len());
+    // Four clients start a request and stall: they hold every slot.
+    let stalled: Vec<std::net::TcpStream> = (0..4)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", api)).unwrap();
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n").unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    assert_eq!(http_get(api, "/healthz"), None, "a fifth connection is served");
+    // The server closes the stalled ones after timeout_secs, without a response.
+    for mut s in stalled {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut got = Vec::new();
+        let closed = s.read_to_end(&mut got);
+        assert!(
+            closed.is_ok() && !String::from_utf8_lossy(&got).contains("200 OK"),
+            "{closed:?} {got:?}"
+        );
+    }
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_secs(6),
+        "stalled connections held for {waited:?}"
+    );
+    // Slots are back: a normal request is served, and the refusal was counted.
+    assert_eq!(http_get(api, "/healthz").unwrap(), (200, "ok\n".into()));
+    let (_, text) = http_get(api, "/metrics").unwrap();
+    assert!(
+        sample(&text, "flowgate_api_connections_rejected_total").unwrap() >= 1.0,
+        "{text}"
+    );
+    fg.stop();
+}
+
+#[test]
 fn not_ready_while_a_sink_fails_and_while_draining() {
     let mut fg = Instance::new();
     fg.add_input(0, &fixture("nsg-v2.PT1H.json"));

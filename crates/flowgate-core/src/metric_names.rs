@@ -35,6 +35,7 @@ pub const SOURCE_POLL_DURATION_SECONDS: &str = "flowgate_source_poll_duration_se
 pub const CHECKPOINT_LAG_SECONDS: &str = "flowgate_checkpoint_lag_seconds";
 /// Gauge: 1 when `/readyz` says ready.
 pub const READY: &str = "flowgate_ready";
+pub const API_CONNECTIONS_REJECTED_TOTAL: &str = "flowgate_api_connections_rejected_total";
 /// Gauge, label `version`: always 1.
 pub const BUILD_INFO: &str = "flowgate_build_info";
 /// Label `level`: repeated warnings and errors not logged (see `[log]`).
@@ -283,6 +284,11 @@ pub const CATALOGUE: &[(&str, Kind, &str)] = &[
         READY,
         Kind::Gauge,
         "1 when the service is ready (see /readyz).",
+    ),
+    (
+        API_CONNECTIONS_REJECTED_TOTAL,
+        Kind::Counter,
+        "HTTP API connections closed on accept: api.max_connections were open.",
     ),
     (BUILD_INFO, Kind::Gauge, "Always 1; the version is a label."),
     (

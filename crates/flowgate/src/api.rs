@@ -1,23 +1,37 @@
 //! The operations endpoint: `GET /metrics` (Prometheus text format), `/healthz` and
 //! `/readyz` on `[api] address`.
 //!
-//! A few lines of HTTP/1.1 (one request per connection, `Connection: close`) instead of a
-//! web framework: three read-only routes need no more, and the build stays lean.
+//! hyper's HTTP/1.1 server (keep-alive included) behind two limits of our own: at most
+//! `max_connections` at once, and each one closed after `timeout_secs`, so that clients
+//! that connect and stall, or ask and never read, cannot hold sockets and tasks for good.
 
+use crate::config::ApiConfig;
 use anyhow::{Context, Result};
+use bytes::Bytes;
 use flowgate_core::health;
 use flowgate_core::metric_names::{self as m, Kind, CATALOGUE};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use std::sync::OnceLock;
+use std::convert::Infallible;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tracing::{debug, info};
 
 /// Poll durations, from a quiet container (milliseconds) to a large backlog (minutes).
 const POLL_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
 ];
+
+/// A request head must arrive within this (or `timeout_secs`, if less).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Installs the process-wide Prometheus recorder (once) and describes every metric.
 pub fn metrics_handle() -> Result<PrometheusHandle> {
@@ -55,22 +69,46 @@ pub fn metrics_handle() -> Result<PrometheusHandle> {
     Ok(HANDLE.get_or_init(|| handle).clone())
 }
 
-/// Binds `address` (a start-up error if taken) and serves until the process ends.
-pub async fn serve(address: &str, handle: PrometheusHandle) -> Result<()> {
+/// Binds `[api] address` (a start-up error if taken) and serves until the process ends.
+pub async fn serve(config: &ApiConfig, handle: PrometheusHandle) -> Result<()> {
+    let Some(address) = &config.address else {
+        return Ok(());
+    };
     let listener = TcpListener::bind(address)
         .await
         .with_context(|| format!("api.address: cannot listen on {address}"))?;
-    info!(address = %listener.local_addr()?, "serving /metrics, /healthz and /readyz");
+    info!(address = %listener.local_addr()?, max_connections = config.max_connections, "serving /metrics, /healthz and /readyz");
+    let slots = Arc::new(Semaphore::new(config.max_connections));
+    let timeout = Duration::from_secs_f64(config.timeout_secs);
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
+            let Ok((stream, peer)) = listener.accept().await else {
+                // Out of file descriptors, most likely: wait rather than spin.
                 tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            };
+            // Full: close at once, so that slow or idle clients cannot queue up more.
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                metrics::counter!(m::API_CONNECTIONS_REJECTED_TOTAL).increment(1);
+                debug!(%peer, "api connection refused: max_connections reached");
                 continue;
             };
             let handle = handle.clone();
             tokio::spawn(async move {
-                if let Err(e) = respond(stream, &handle).await {
-                    debug!(error = %e, "api request failed");
+                let _slot = slot;
+                let service = service_fn(move |request| {
+                    let response = respond(&request, &handle);
+                    async move { Ok::<_, Infallible>(response) }
+                });
+                let connection = http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(timeout.min(HEADER_TIMEOUT))
+                    .max_buf_size(16 * 1024)
+                    .serve_connection(TokioIo::new(stream), service);
+                match tokio::time::timeout(timeout, connection).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => debug!(%peer, error = %e, "api connection failed"),
+                    Err(_) => debug!(%peer, "api connection closed: timeout_secs reached"),
                 }
             });
         }
@@ -78,38 +116,34 @@ pub async fn serve(address: &str, handle: PrometheusHandle) -> Result<()> {
     Ok(())
 }
 
-async fn respond(mut stream: TcpStream, handle: &PrometheusHandle) -> std::io::Result<()> {
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    // The request head, within 5 s and 8 KiB: a client that sends less is dropped.
-    let read = tokio::time::timeout(Duration::from_secs(5), async {
-        while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 8192 {
-            let n = stream.read(&mut chunk).await?;
-            if n == 0 {
-                break;
-            }
-            buf.extend_from_slice(&chunk[..n]);
-        }
-        Ok::<_, std::io::Error>(())
-    })
-    .await;
-    if !matches!(read, Ok(Ok(()))) {
-        return Ok(());
-    }
-    let head = String::from_utf8_lossy(&buf);
-    let mut parts = head.split_whitespace();
-    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let path = target.split('?').next().unwrap_or("");
-    let (status, content_type, body) = match (method, path) {
-        ("GET" | "HEAD", "/metrics") => (200, PROMETHEUS_TEXT, metrics_text(handle)),
-        ("GET" | "HEAD", "/healthz") => {
+fn respond(request: &Request<Incoming>, handle: &PrometheusHandle) -> Response<Full<Bytes>> {
+    let (status, content_type, body) = match (request.method(), request.uri().path()) {
+        (&Method::GET | &Method::HEAD, path) => route(path, handle),
+        _ => (StatusCode::METHOD_NOT_ALLOWED, PLAIN, "only GET\n".into()),
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+fn route(path: &str, handle: &PrometheusHandle) -> (StatusCode, &'static str, String) {
+    match path {
+        "/metrics" => (StatusCode::OK, PROMETHEUS_TEXT, metrics_text(handle)),
+        "/healthz" => {
             let (alive, problems) = health::liveness();
             match alive {
-                true => (200, PLAIN, "ok\n".to_owned()),
-                false => (503, PLAIN, problems.join("\n") + "\n"),
+                true => (StatusCode::OK, PLAIN, "ok\n".to_owned()),
+                false => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    PLAIN,
+                    problems.join("\n") + "\n",
+                ),
             }
         }
-        ("GET" | "HEAD", "/readyz") => {
+        "/readyz" => {
             let (ready, parts) = health::readiness();
             let mut body = String::from(if ready { "ready\n" } else { "not ready\n" });
             if health::is_draining() {
@@ -121,31 +155,18 @@ async fn respond(mut stream: TcpStream, handle: &PrometheusHandle) -> std::io::R
                     if ok { "ok" } else { "not ready" }
                 ));
             }
-            (if ready { 200 } else { 503 }, PLAIN, body)
+            let status = match ready {
+                true => StatusCode::OK,
+                false => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            (status, PLAIN, body)
         }
-        ("GET" | "HEAD", _) => (
-            404,
+        _ => (
+            StatusCode::NOT_FOUND,
             PLAIN,
             "not found: /metrics, /healthz, /readyz\n".into(),
         ),
-        _ => (405, PLAIN, "only GET\n".into()),
-    };
-    let reason = match status {
-        200 => "OK",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        _ => "Service Unavailable",
-    };
-    let mut response = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    if method != "HEAD" {
-        response.extend_from_slice(body.as_bytes());
     }
-    stream.write_all(&response).await?;
-    stream.shutdown().await
 }
 
 const PLAIN: &str = "text/plain; charset=utf-8";

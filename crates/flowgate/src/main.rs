@@ -310,8 +310,8 @@ fn run(path: &Path) -> Result<ExitCode> {
             tracing::warn!("second signal: abandoning batches still being retried");
             let _ = abort_tx.send(true);
         });
-        if let Some(address) = &config.api.address {
-            flowgate::api::serve(address, flowgate::api::metrics_handle()?).await?;
+        if config.api.address.is_some() {
+            flowgate::api::serve(&config.api, flowgate::api::metrics_handle()?).await?;
         }
         flowgate::pipeline::run(config, shutdown_rx, abort_rx).await
     })?;
