@@ -8,6 +8,7 @@
 //! HTTP request on the source's pooled client; the token is cached and renewed five
 //! minutes before it expires, and a still-valid token is kept if renewal fails.
 
+use crate::plain_http;
 use azure_core::auth::{AccessToken, TokenCredential};
 use azure_core::error::{Error, ErrorKind};
 use flowgate_core::Secret;
@@ -63,7 +64,9 @@ const RENEW_BEFORE: Duration = Duration::from_secs(300);
 
 impl AzureAdConfig {
     /// Checks what can be checked without the environment; errors name the key.
-    pub fn validate(&self, prefix: &str) -> Result<(), String> {
+    /// `allow_plain_http`: the account's consent to plain-HTTP URLs to other machines
+    /// (otherwise refused: they would carry the client secret or a token in clear).
+    pub fn validate(&self, prefix: &str, allow_plain_http: bool) -> Result<(), String> {
         let url_ok = |u: &Option<String>| {
             u.as_deref()
                 .is_none_or(|u| u.starts_with("https://") || u.starts_with("http://"))
@@ -73,6 +76,28 @@ impl AzureAdConfig {
         }
         if !url_ok(&self.identity_endpoint) {
             return Err(format!("{prefix}.identity_endpoint must be an http(s) URL"));
+        }
+        let allow = prefix.strip_suffix(".azure_ad").unwrap_or(prefix);
+        let allow = format!("{allow}.allow_plain_http");
+        let in_clear = |u: &Option<String>, link_local| {
+            !allow_plain_http
+                && u.as_deref()
+                    .is_some_and(|u| plain_http::crosses_network_in_clear(u, link_local))
+        };
+        if in_clear(&self.authority_host, false) {
+            return Err(plain_http::refused(
+                &format!("{prefix}.authority_host"),
+                "the client secret or federated token",
+                &allow,
+            ));
+        }
+        // The metadata service is plain HTTP by design, on this machine or link-local.
+        if in_clear(&self.identity_endpoint, true) {
+            return Err(plain_http::refused(
+                &format!("{prefix}.identity_endpoint"),
+                "the managed identity's token",
+                &allow,
+            ));
         }
         let misplaced = match self.method {
             AadMethod::ClientSecret => self
@@ -402,18 +427,38 @@ mod tests {
     #[test]
     fn settings_that_do_not_go_with_the_method_are_refused() {
         let mut c = config(AadMethod::ManagedIdentity);
-        assert!(c.validate("s.azure_ad").is_ok());
+        assert!(c.validate("s.azure_ad", false).is_ok());
         c.client_secret = Some(Secret::new("x"));
         assert_eq!(
-            c.validate("s.azure_ad").unwrap_err(),
+            c.validate("s.azure_ad", false).unwrap_err(),
             "s.azure_ad.client_secret does not go with method = ManagedIdentity"
         );
         let mut c = config(AadMethod::ClientSecret);
         c.authority_host = Some("login.microsoftonline.com".into());
         assert!(c
-            .validate("s.azure_ad")
+            .validate("s.azure_ad", false)
             .unwrap_err()
             .contains("authority_host"));
+    }
+
+    #[test]
+    fn plain_http_to_another_machine_is_refused_unless_allowed() {
+        let mut c = config(AadMethod::ClientSecret);
+        c.authority_host = Some("http://login.example.net".into());
+        let e = c.validate("sources.b.azure_ad", false).unwrap_err();
+        assert!(
+            e.contains("sources.b.azure_ad.authority_host is plain http")
+                && e.contains("sources.b.allow_plain_http"),
+            "{e}"
+        );
+        assert!(c.validate("sources.b.azure_ad", true).is_ok());
+        c.authority_host = Some("http://127.0.0.1:8080".into());
+        assert!(c.validate("sources.b.azure_ad", false).is_ok());
+        let mut c = config(AadMethod::ManagedIdentity);
+        c.identity_endpoint = Some("http://169.254.169.254/metadata/identity".into());
+        assert!(c.validate("s.azure_ad", false).is_ok());
+        c.identity_endpoint = Some("http://10.0.0.9/token".into());
+        assert!(c.validate("s.azure_ad", false).is_err());
     }
 
     #[test]

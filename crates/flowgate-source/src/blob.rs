@@ -15,6 +15,7 @@ use crate::follow::{
     FollowOptions, StartAt,
 };
 use crate::path::{hour_dir, PathFilter, ScopeNames};
+use crate::plain_http;
 use crate::store::{DirFilter, Listing, ObjectInfo, ObjectStore, StoreError};
 use azure_core::error::ErrorKind;
 use azure_core::{ExponentialRetryOptions, RetryOptions, TransportOptions};
@@ -73,6 +74,11 @@ pub struct BlobSourceConfig {
     /// (Azurite: `http://127.0.0.1:10000/devstoreaccount1`, private endpoints).
     #[serde(default)]
     pub endpoint: Option<String>,
+    /// Accept plain-HTTP URLs to other machines (`endpoint`, the connection string's,
+    /// `azure_ad.authority_host`) although they carry the credential in clear. Off: such
+    /// URLs are refused, unless to this machine.
+    #[serde(default)]
+    pub allow_plain_http: bool,
     #[serde(default = "default_poll_interval")]
     pub poll_interval_secs: f64,
     /// A label carried into every event (e.g. the subscription's friendly name).
@@ -121,11 +127,11 @@ impl BlobSourceConfig {
         if self.container.is_empty() {
             return Err(format!("{prefix}.container must not be empty"));
         }
-        if self.full_listing_interval_secs.is_nan()
-            || self.full_listing_interval_secs < self.poll_interval_secs
+        if !(self.full_listing_interval_secs >= self.poll_interval_secs
+            && self.full_listing_interval_secs <= 86_400.0)
         {
             return Err(format!(
-                "{prefix}.full_listing_interval_secs must be at least poll_interval_secs"
+                "{prefix}.full_listing_interval_secs must be in [poll_interval_secs, 86400]"
             ));
         }
         self.filter().validate(prefix)?;
@@ -168,6 +174,7 @@ impl BlobSourceConfig {
             azure_ad: self.azure_ad.clone(),
             ca_file: self.ca_file.clone(),
             endpoint: self.endpoint.clone(),
+            allow_plain_http: self.allow_plain_http,
             request_timeout_secs: self.request_timeout_secs,
         }
     }
@@ -182,6 +189,21 @@ impl BlobSourceConfig {
             full_listing_every: Duration::from_secs_f64(self.full_listing_interval_secs),
             discovery: Arc::new(Mutex::new(Discovery::default())),
         })
+    }
+}
+
+/// Whether the connection string sends its credential to a plain-HTTP blob endpoint on
+/// another machine (its own `BlobEndpoint`, or `endpoint`, or its default protocol).
+fn connection_string_in_clear(cs: &ConnectionString, endpoint: &Option<String>) -> bool {
+    if cs.use_development_storage == Some(true) {
+        return false; // the emulator's well-known key, on this machine
+    }
+    match cs.blob_endpoint.or(endpoint.as_deref()) {
+        Some(url) => plain_http::crosses_network_in_clear(url, false),
+        None => matches!(
+            cs.default_endpoints_protocol,
+            Some(azure_storage::EndpointProtocol::Http)
+        ),
     }
 }
 
@@ -207,6 +229,8 @@ pub struct StorageAccount {
     pub ca_file: Option<PathBuf>,
     #[serde(default)]
     pub endpoint: Option<String>,
+    #[serde(default)]
+    pub allow_plain_http: bool,
     #[serde(default = "default_request_timeout")]
     pub request_timeout_secs: f64,
 }
@@ -241,18 +265,36 @@ impl StorageAccount {
                 "{prefix}.account is required with access_key, sas_token or azure_ad"
             ));
         }
+        let allow = format!("{prefix}.allow_plain_http");
         if let Some(aad) = &self.azure_ad {
-            aad.validate(&format!("{prefix}.azure_ad"))?;
-        }
-        if let Some(cs) = &self.connection_string {
-            // The parser's message can quote the string: say only which key is wrong.
-            ConnectionString::new(cs.expose()).map_err(|_| {
-                format!("{prefix}.connection_string is not a valid connection string")
-            })?;
+            aad.validate(&format!("{prefix}.azure_ad"), self.allow_plain_http)?;
         }
         if let Some(endpoint) = &self.endpoint {
             if !(endpoint.starts_with("https://") || endpoint.starts_with("http://")) {
                 return Err(format!("{prefix}.endpoint must be an http(s) URL"));
+            }
+        }
+        if let Some(cs) = &self.connection_string {
+            // The parser's message can quote the string: say only which key is wrong.
+            let parsed = ConnectionString::new(cs.expose()).map_err(|_| {
+                format!("{prefix}.connection_string is not a valid connection string")
+            })?;
+            if !self.allow_plain_http && connection_string_in_clear(&parsed, &self.endpoint) {
+                return Err(plain_http::refused(
+                    &format!("{prefix}.connection_string's blob endpoint"),
+                    "its key or SAS token",
+                    &allow,
+                ));
+            }
+        }
+        let signs_in = !self.use_emulator && self.connection_string.is_none();
+        if let Some(endpoint) = self.endpoint.as_deref().filter(|_| signs_in) {
+            if !self.allow_plain_http && plain_http::crosses_network_in_clear(endpoint, false) {
+                return Err(plain_http::refused(
+                    &format!("{prefix}.endpoint"),
+                    "the access key's signatures, the SAS token or the bearer token",
+                    &allow,
+                ));
             }
         }
         if !(self.request_timeout_secs > 0.0 && self.request_timeout_secs <= 600.0) {
@@ -362,6 +404,12 @@ impl StorageAccount {
             }
         }
         let http = http.build().map_err(|e| format!("HTTP client: {e}"))?;
+        if self.allow_plain_http {
+            tracing::warn!(
+                container,
+                "allow_plain_http: requests to a plain-HTTP endpoint carry the credential in clear"
+            );
+        }
         let (location, credentials) = self.location_and_credentials(&http)?;
         let retry = RetryOptions::exponential(ExponentialRetryOptions {
             initial_delay: Duration::from_millis(200),

@@ -13,6 +13,7 @@ mod follow;
 pub mod local;
 pub mod memory;
 pub mod path;
+pub mod plain_http;
 mod spawn;
 pub mod store;
 mod tracker;

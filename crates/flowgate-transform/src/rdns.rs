@@ -69,6 +69,17 @@ impl RdnsConfig {
         if !(1..=10_000).contains(&self.timeout_ms) {
             return Err("enrich.reverse_dns.timeout_ms must be in 1..=10000".into());
         }
+        // An hour is the usual; a week is the most a cached name may be trusted.
+        for (key, ttl) in [
+            ("ttl_secs", self.ttl_secs),
+            ("negative_ttl_secs", self.negative_ttl_secs),
+        ] {
+            if ttl > 604_800 {
+                return Err(format!(
+                    "enrich.reverse_dns.{key} must be at most 604800 (a week)"
+                ));
+            }
+        }
         if !(1..=65_536).contains(&self.max_in_flight) {
             return Err("enrich.reverse_dns.max_in_flight must be in 1..=65536".into());
         }

@@ -256,6 +256,9 @@ impl Config {
                 None => e.message().to_owned(),
             }
         })?;
+        // Overrides read as TOML literals (`5`, `true`): where the key wants a string after
+        // all (a password of digits), it gets the text as it was.
+        let mut literals: Vec<(Vec<String>, String)> = Vec::new();
         for (name, value) in env {
             let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
                 continue;
@@ -265,8 +268,29 @@ impl Config {
                 continue;
             }
             let keys: Vec<String> = rest.split("__").map(str::to_lowercase).collect();
-            set_path(&mut doc, &keys, &value).map_err(|e| format!("{name}: {e}"))?;
+            if set_path(&mut doc, &keys, &value).map_err(|e| format!("{name}: {e}"))? {
+                literals.push((keys, value));
+            }
         }
+        loop {
+            match Config::from_table(doc.clone()) {
+                Ok(config) => return Ok(config),
+                Err(e) => match literals
+                    .iter()
+                    .position(|(keys, _)| keys.join(".") == e.path)
+                {
+                    Some(i) => {
+                        let (keys, value) = literals.swap_remove(i);
+                        set_string(&mut doc, &keys, value);
+                    }
+                    None => return Err(e.to_string()),
+                },
+            }
+        }
+    }
+
+    /// The typed config of a parsed document.
+    fn from_table(doc: toml::Table) -> Result<Config, Invalid> {
         let raw: RawConfig = typed("", doc)?;
         let mut sources = BTreeMap::new();
         for (name, mut table) in raw.sources {
@@ -276,8 +300,9 @@ impl Config {
                 "local" => SourceConfig::Local(typed(&prefix, table)?),
                 "azure_blob" => SourceConfig::AzureBlob(typed(&prefix, table)?),
                 other => {
-                    return Err(format!(
-                        "{prefix}.type: unknown source type {other:?} ({known})"
+                    return Err(Invalid::at(
+                        format!("{prefix}.type"),
+                        format!("unknown source type {other:?} ({known})"),
                     ))
                 }
             };
@@ -293,9 +318,10 @@ impl Config {
                     "syslog" => SinkConfig::Syslog(typed(&prefix, table)?),
                     "kafka" => SinkConfig::Kafka(typed(&prefix, table)?),
                     other => {
-                        return Err(format!(
-                        "{prefix}.type: unknown sink type {other:?} (stdout, file, syslog, kafka)"
-                    ))
+                        return Err(Invalid::at(
+                            format!("{prefix}.type"),
+                            format!("unknown sink type {other:?} (stdout, file, syslog, kafka)"),
+                        ))
                     }
                 };
             sinks.insert(name, config);
@@ -350,28 +376,69 @@ impl Config {
     }
 }
 
+/// A key whose value has the wrong shape: its full path (`sinks.out.encoding.format`,
+/// empty for the document) and what is wrong, without the value (it may be a secret).
+#[derive(Debug)]
+struct Invalid {
+    path: String,
+    message: String,
+}
+
+impl Invalid {
+    fn at(path: String, message: String) -> Invalid {
+        Invalid { path, message }
+    }
+}
+
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.path.is_empty() {
+            true => f.write_str(&self.message),
+            false => write!(f, "{}: {}", self.path, self.message),
+        }
+    }
+}
+
 /// Deserializes `table`; an error names its path below `prefix`.
-fn typed<T: serde::de::DeserializeOwned>(prefix: &str, table: toml::Table) -> Result<T, String> {
+fn typed<T: serde::de::DeserializeOwned>(prefix: &str, table: toml::Table) -> Result<T, Invalid> {
     serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
         let path = e.path().to_string();
         let message = e.into_inner().to_string();
         // toml appends "in `table`" on a second line: the path already says it.
-        let message = message.lines().next().unwrap_or_default().to_owned();
-        match (prefix.is_empty(), path == ".") {
-            (true, true) => message,
-            (true, false) => format!("{path}: {message}"),
-            (false, true) => format!("{prefix}: {message}"),
-            (false, false) => format!("{prefix}.{path}: {message}"),
-        }
+        let message = without_value(message.lines().next().unwrap_or_default());
+        let path = match (prefix.is_empty(), path == ".") {
+            (true, true) => String::new(),
+            (true, false) => path,
+            (false, true) => prefix.to_owned(),
+            (false, false) => format!("{prefix}.{path}"),
+        };
+        Invalid { path, message }
     })
 }
 
+/// serde's `invalid type: integer `12345678`, expected a string` without the value: the
+/// key may hold a password. What kind of value it was and what was expected stay.
+fn without_value(message: &str) -> String {
+    for lead in ["invalid type: ", "invalid value: "] {
+        if let Some(rest) = message.strip_prefix(lead) {
+            let (found, expected) = rest.rsplit_once(", expected ").unwrap_or((rest, ""));
+            let kind = found
+                .split([' '])
+                .take_while(|w| !w.starts_with(['`', '"']));
+            let kind: Vec<&str> = kind.collect();
+            return format!("{lead}{}, expected {expected}", kind.join(" "));
+        }
+    }
+    message.to_owned()
+}
+
 /// Removes and returns the table's `type`.
-fn take_type(prefix: &str, table: &mut toml::Table, known: &str) -> Result<String, String> {
+fn take_type(prefix: &str, table: &mut toml::Table, known: &str) -> Result<String, Invalid> {
+    let path = format!("{prefix}.type");
     match table.remove("type") {
         Some(toml::Value::String(t)) => Ok(t),
-        Some(_) => Err(format!("{prefix}.type must be a string ({known})")),
-        None => Err(format!("{prefix}.type is missing ({known})")),
+        Some(_) => Err(Invalid::at(path, format!("must be a string ({known})"))),
+        None => Err(Invalid::at(path, format!("is missing ({known})"))),
     }
 }
 
@@ -393,7 +460,8 @@ fn check_name(table: &str, name: &str) -> Result<(), String> {
 
 /// Sets `keys` in `doc` to `raw`: as a string where the file has a string there,
 /// otherwise as a TOML literal if it is one (`5`, `true`, `["a"]`), else as a string.
-fn set_path(doc: &mut toml::Table, keys: &[String], raw: &str) -> Result<(), String> {
+/// True when it was read as a literal.
+fn set_path(doc: &mut toml::Table, keys: &[String], raw: &str) -> Result<bool, String> {
     let (last, parents) = keys.split_last().expect("split of a non-empty name");
     let mut table = doc;
     for key in parents {
@@ -411,8 +479,22 @@ fn set_path(doc: &mut toml::Table, keys: &[String], raw: &str) -> Result<(), Str
             .and_then(|mut t| t.remove("v"))
             .unwrap_or_else(|| toml::Value::String(raw.to_owned())),
     };
+    let literal = !value.is_str();
     table.insert(last.clone(), value);
-    Ok(())
+    Ok(literal)
+}
+
+/// Sets `keys` (already set by `set_path`) to `raw` as a string.
+fn set_string(doc: &mut toml::Table, keys: &[String], raw: String) {
+    let (last, parents) = keys.split_last().expect("split of a non-empty name");
+    let mut table = doc;
+    for key in parents {
+        match table.get_mut(key).and_then(toml::Value::as_table_mut) {
+            Some(t) => table = t,
+            None => return,
+        }
+    }
+    table.insert(last.clone(), toml::Value::String(raw));
 }
 
 #[cfg(test)]
@@ -503,6 +585,99 @@ type = "stdout"
             .starts_with("sinks.out.encoding.syslog.facility"));
         let c = parse(&BASE.replace("sources.sample", "sources.\"a b\""), &[]).unwrap();
         assert!(c.validate().unwrap_err().starts_with("sources.a b"));
+    }
+
+    #[test]
+    fn environment_strings_stay_strings_and_secrets_stay_out_of_errors() {
+        let kafka = format!(
+            "{BASE}\n[sinks.k]\ntype = \"kafka\"\nbootstrap_servers = \"b:9092\"\ntopic = \"t\"\n"
+        );
+        // Digits for a password: wanted as a string, so taken as one.
+        let c = parse(
+            &kafka,
+            &[
+                ("FLOWGATE_SINKS__K__LIBRDKAFKA__SASL.PASSWORD", "12345678"),
+                ("FLOWGATE_PIPELINE__CHANNEL_CAPACITY", "9"),
+            ],
+        )
+        .unwrap();
+        let SinkConfig::Kafka(k) = &c.sinks["k"] else {
+            panic!()
+        };
+        assert_eq!(k.librdkafka["sasl.password"].expose(), "12345678");
+        assert_eq!(c.pipeline.channel_capacity, 9, "numbers stay numbers");
+        // A wrong type names the key and the kind of value, never the value.
+        for (text, env) in [
+            (
+                format!("{kafka}[sinks.k.librdkafka]\n\"sasl.password\" = 87654321\n"),
+                vec![],
+            ),
+            (
+                format!("{kafka}[sinks.k.librdkafka]\n\"sasl.password\" = [\"87654321\"]\n"),
+                vec![],
+            ),
+            (
+                BASE.to_owned(),
+                vec![("FLOWGATE_PIPELINE__CHANNEL_CAPACITY", "\"87654321\"")],
+            ),
+        ] {
+            let e = parse(&text, &env).unwrap_err();
+            assert!(!e.contains("87654321"), "{e}");
+            assert!(e.contains("invalid type"), "{e}");
+        }
+        let e = parse(
+            &format!("{kafka}[sinks.k.librdkafka]\n\"sasl.password\" = 87654321\n"),
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            "sinks.k.librdkafka.sasl.password: invalid type: integer, expected a string"
+        );
+    }
+
+    #[test]
+    fn plain_http_endpoints_with_credentials_are_refused_unless_local_or_allowed() {
+        let blob = |extra: &str| {
+            parse(
+                &format!(
+                    "[sources.b]\ntype = \"azure_blob\"\ncontainer = \"c\"\naccount = \"a\"\n{extra}\n[sinks.out]\ntype = \"stdout\"\n"
+                ),
+                &[],
+            )
+            .unwrap()
+            .validate()
+        };
+        let key = "access_key = \"a2V5\"\n";
+        let e = blob(&format!("{key}endpoint = \"http://10.1.2.3:10000/a\"")).unwrap_err();
+        assert!(
+            e.starts_with("sources.b.endpoint is plain http")
+                && e.contains("sources.b.allow_plain_http"),
+            "{e}"
+        );
+        blob(&format!("{key}endpoint = \"https://10.1.2.3/a\"")).unwrap();
+        blob(&format!("{key}endpoint = \"http://127.0.0.1:10000/a\"")).unwrap();
+        blob(&format!(
+            "{key}endpoint = \"http://10.1.2.3:10000/a\"\nallow_plain_http = true"
+        ))
+        .unwrap();
+        let cs = |s: &str| format!("connection_string = \"{s}\"");
+        let e = blob(&cs("DefaultEndpointsProtocol=http;AccountName=a;AccountKey=a2V5;EndpointSuffix=core.windows.net")).unwrap_err();
+        assert!(
+            e.contains("connection_string's blob endpoint is plain http"),
+            "{e}"
+        );
+        assert!(!e.contains("a2V5"), "{e}");
+        blob(&cs("DefaultEndpointsProtocol=http;AccountName=a;AccountKey=a2V5;BlobEndpoint=http://127.0.0.1:10000/a;")).unwrap();
+        blob(&cs("UseDevelopmentStorage=true")).unwrap();
+        let e = blob(
+            "[sources.b.azure_ad]\nmethod = \"client_secret\"\nauthority_host = \"http://login.example\"",
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("sources.b.azure_ad.authority_host is plain http"),
+            "{e}"
+        );
     }
 
     #[test]

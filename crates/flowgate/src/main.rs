@@ -94,7 +94,7 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         intervals: usize,
         /// Seconds between two intervals (Network Watcher: 60).
-        #[arg(long, default_value_t = 60.0)]
+        #[arg(long, default_value_t = 60.0, value_parser = seconds_up_to_a_day)]
         interval_secs: f64,
         #[arg(long, default_value_t = 1)]
         seed: u64,
@@ -126,6 +126,14 @@ fn parse_schema(s: &str) -> Result<Schema, String> {
         "nsg-v2" => Ok(Schema::NsgV2),
         "vnet" => Ok(Schema::VNet),
         _ => Err(format!("unknown schema {s:?} (nsg-v1, nsg-v2, vnet)")),
+    }
+}
+
+/// A number of seconds in [0, 86400].
+fn seconds_up_to_a_day(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if (0.0..=86_400.0).contains(&v) => Ok(v),
+        _ => Err("seconds in [0, 86400]".into()),
     }
 }
 
@@ -188,6 +196,7 @@ fn main() -> ExitCode {
                 nsgs,
                 macs,
                 intervals,
+                // A bad value is refused by clap's parser: from_secs_f64 would panic.
                 interval: std::time::Duration::from_secs_f64(interval_secs),
                 seed,
                 start_epoch_secs: start.unwrap_or_else(|| {

@@ -116,6 +116,24 @@ impl SyslogConfig {
         if self.app_name.is_empty() {
             return Err("syslog.app_name must not be empty".into());
         }
+        // RFC 3164 §4.1.3: the TAG is at most 32 alphanumeric characters; a `:` or `[`
+        // in it would end it early for the receiver.
+        if self.kind == Some(SyslogKind::Rfc3164)
+            && (self.app_name.len() > 32
+                || !self
+                    .app_name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b)))
+        {
+            return Err(
+                "syslog.app_name is the RFC 3164 TAG: 1 to 32 letters, digits, '-', '_', '.' or '/'"
+                    .into(),
+            );
+        }
+        // RFC 5424 §6.2.7: MSGID = NILVALUE / 1*32PRINTUSASCII.
+        if self.msgid.is_empty() {
+            return Err("syslog.msgid must not be empty (\"-\" for none)".into());
+        }
         check_field("msgid", &self.msgid, 32)?;
         Ok(())
     }
@@ -221,6 +239,18 @@ mod tests {
         c.app_name = "flow gate".into();
         assert!(c.validate().unwrap_err().starts_with("syslog.app_name"));
         c.app_name = "flowgate".into();
+        c.msgid = String::new();
+        assert!(c.validate().unwrap_err().starts_with("syslog.msgid"));
+        c.msgid = "-".into();
+        assert_eq!(c.validate(), Ok(()));
+        c.app_name = "a".repeat(33);
+        assert_eq!(c.validate(), Ok(()), "48 for RFC 5424");
+        c.kind = Some(SyslogKind::Rfc3164);
+        assert!(c.validate().unwrap_err().contains("RFC 3164 TAG"));
+        c.app_name = "flowgate:x".into();
+        assert!(c.validate().unwrap_err().contains("RFC 3164 TAG"));
+        c.app_name = "flowgate".into();
+        assert_eq!(c.validate(), Ok(()));
         c.deny_severity = "loud".into();
         assert!(c
             .validate()

@@ -112,6 +112,29 @@ impl KafkaSinkConfig {
         self.encoding.validate(prefix)
     }
 
+    /// What in the passthrough settings weakens the connection's security, said once at
+    /// start-up (the values themselves are not shown: only these known ones are read).
+    pub fn insecure_settings(&self) -> Vec<&'static str> {
+        let value = |key: &str| {
+            self.librdkafka
+                .get(key)
+                .map(|v| v.expose().trim().to_ascii_lowercase())
+        };
+        let mut warnings = Vec::new();
+        if value("enable.ssl.certificate.verification").is_some_and(|v| v == "false") {
+            warnings.push("librdkafka enable.ssl.certificate.verification = false: the broker's certificate is not checked, so anyone on the path can pose as it");
+        }
+        if value("ssl.endpoint.identification.algorithm").is_some_and(|v| v == "none") {
+            warnings.push("librdkafka ssl.endpoint.identification.algorithm = none: the broker's certificate is not checked against its host name");
+        }
+        if value("security.protocol").is_some_and(|v| v == "sasl_plaintext")
+            && value("sasl.mechanism").is_none_or(|m| m == "plain" || m.starts_with("scram"))
+        {
+            warnings.push("librdkafka security.protocol = sasl_plaintext: the SASL credentials and every event cross the network in clear; use sasl_ssl");
+        }
+        warnings
+    }
+
     /// Every librdkafka property the producer gets.
     pub fn properties(&self) -> Vec<(String, String)> {
         let mut p: Vec<(String, String)> = vec![
@@ -192,6 +215,14 @@ mod tests {
         assert!(config("bootstrap_servers = \"b:9092\"\ntopic = \"a b\"")
             .unwrap_err()
             .contains("sinks.k.topic"));
+        let insecure = config(&format!(
+            "{base}[librdkafka]\n\"enable.ssl.certificate.verification\" = \"False\"\n\"security.protocol\" = \"SASL_PLAINTEXT\""
+        ))
+        .unwrap();
+        let warnings = insecure.insecure_settings();
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].contains("certificate is not checked"));
+        assert!(config(base).unwrap().insecure_settings().is_empty());
         assert!(config(&format!("{base}[librdkafka]\nacks = \"0\""))
             .unwrap_err()
             .contains("set it with sinks.k.acks"));

@@ -96,6 +96,9 @@ impl KafkaSink {
     /// a start-up error).
     pub fn new(name: &str, config: &KafkaSinkConfig) -> Result<KafkaSink, String> {
         let mut client = ClientConfig::new();
+        for warning in config.insecure_settings() {
+            warn!(sink = name, "{warning}");
+        }
         for (k, v) in config.properties() {
             client.set(k, v);
         }

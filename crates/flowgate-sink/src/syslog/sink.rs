@@ -158,7 +158,7 @@ impl SyslogSink {
                     match self.config.oversize {
                         Oversize::Truncate => {
                             truncated += 1;
-                            &message[..max]
+                            truncate(message, max)
                         }
                         Oversize::Drop => {
                             dropped += 1;
@@ -531,4 +531,77 @@ fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+/// The longest start of `message` of at most `max` bytes that ends neither inside a UTF-8
+/// character nor inside a backslash escape (CEF's `\|`, LEEF's `\=`, `\\`, JSON's
+/// `\u00e9`): what is cut off is lost, what is kept still decodes.
+fn truncate(message: &[u8], max: usize) -> &[u8] {
+    if message.len() <= max {
+        return message;
+    }
+    let mut cut = max;
+    while cut > 0 && message[cut] & 0xC0 == 0x80 {
+        cut -= 1; // a continuation byte: the character began before
+    }
+    let escaping = |at: usize| {
+        // The backslash at `at` starts an escape if an even number of them precede it.
+        message[..at]
+            .iter()
+            .rev()
+            .take_while(|&&b| b == b'\\')
+            .count()
+            % 2
+            == 0
+    };
+    // `\uXXXX` cut in its digits.
+    for at in cut.saturating_sub(5)..cut.saturating_sub(1) {
+        if message[at] == b'\\' && message[at + 1] == b'u' && escaping(at) {
+            cut = at;
+            break;
+        }
+    }
+    // A backslash whose escaped character was cut off.
+    if cut > 0 && message[cut - 1] == b'\\' && escaping(cut - 1) {
+        cut -= 1;
+    }
+    &message[..cut]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::truncate;
+
+    #[test]
+    fn truncation_keeps_characters_and_escapes_whole() {
+        assert_eq!(truncate(b"abcdef", 10), b"abcdef");
+        assert_eq!(truncate(b"abcdef", 3), b"abc");
+        // é is two bytes, € three: never half of one.
+        assert_eq!(truncate("abé".as_bytes(), 3), b"ab");
+        assert_eq!(truncate("a€b".as_bytes(), 3), b"a");
+        assert_eq!(truncate("a€b".as_bytes(), 4), "a€".as_bytes());
+        // CEF `\|` and `\\`: the backslash goes with what it escapes.
+        assert_eq!(truncate(br"ab\|cd", 3), b"ab");
+        assert_eq!(truncate(br"ab\\cd", 3), b"ab");
+        assert_eq!(truncate(br"ab\\cd", 4), br"ab\\");
+        assert_eq!(truncate(br"a\\\|x", 4), br"a\\");
+        // JSON `\u00e9`, cut anywhere in it.
+        for max in 2..8 {
+            assert_eq!(
+                truncate(br#"ab\u00e9cd"#, max),
+                &br#"ab\u00e9cd"#[..2],
+                "{max}"
+            );
+        }
+        assert_eq!(truncate(br#"ab\u00e9cd"#, 8), br#"ab\u00e9"#);
+        // `\\u` is an escaped backslash and a plain u.
+        assert_eq!(truncate(br"a\\u00e9", 5), br"a\\u0");
+        for message in ["x€\\|é\\u00e9y".as_bytes(), "ü\\\\\\=€".as_bytes()] {
+            for max in 0..message.len() {
+                let kept = truncate(message, max);
+                assert!(kept.len() <= max);
+                assert!(std::str::from_utf8(kept).is_ok(), "{max}: {kept:?}");
+            }
+        }
+    }
 }
