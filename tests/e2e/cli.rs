@@ -6,6 +6,13 @@ fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+fn stdout_lines(o: &std::process::Output) -> Vec<String> {
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
 #[test]
 fn convert_reports_file_and_offset_and_keeps_good_tuples() {
     let bad = fixture("bad.PT1H.json");
@@ -57,6 +64,44 @@ fn convert_not_utf8_is_an_error_not_a_panic() {
         "{}",
         stderr(&out)
     );
+}
+
+#[test]
+fn convert_writes_what_it_cannot_parse_to_its_dead_letter_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let dead = dir.path().join("dead.jsonl");
+    let input = std::fs::read(fixture("bad.PT1H.json")).unwrap();
+    // Cut inside the last record: it never ends.
+    let cut = &input[..input.len() - 20];
+    let out = flowgate(
+        &["convert", "--dead-letter", dead.to_str().unwrap(), "-"],
+        Some(cut),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(
+        stdout_lines(&out).len(),
+        2,
+        "the good tuples before the cut"
+    );
+    let lines = std::fs::read_to_string(&dead).unwrap();
+    let entries: Vec<serde_json::Value> = lines
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let whats: Vec<&str> = entries
+        .iter()
+        .map(|e| e["what"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        whats,
+        ["tuple", "tuple", "tuple", "record", "record", "record", "bytes"],
+        "{lines}"
+    );
+    let last = entries.last().unwrap();
+    assert_eq!(last["reason"], "record_unterminated");
+    let offset = last["offset"].as_u64().unwrap() as usize;
+    assert_eq!(last["data"].as_str().unwrap().as_bytes(), &cut[offset..]);
+    assert_eq!(last["object"], "<stdin>");
 }
 
 #[test]

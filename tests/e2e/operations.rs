@@ -105,13 +105,18 @@ fn the_api_refuses_connections_past_its_limit_and_closes_stalled_ones() {
     let stalled: Vec<std::net::TcpStream> = (0..4)
         .map(|_| {
             let mut s = std::net::TcpStream::connect(("127.0.0.1", api)).unwrap();
-            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n").unwrap();
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+                .unwrap();
             s
         })
         .collect();
     std::thread::sleep(Duration::from_millis(300));
     let started = std::time::Instant::now();
-    assert_eq!(http_get(api, "/healthz"), None, "a fifth connection is served");
+    assert_eq!(
+        http_get(api, "/healthz"),
+        None,
+        "a fifth connection is served"
+    );
     // The server closes the stalled ones after timeout_secs, without a response.
     for mut s in stalled {
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();

@@ -275,6 +275,67 @@ fn a_malformed_record_is_logged_with_its_offset_and_skipped() {
 }
 
 #[test]
+fn malformed_records_tuples_and_bytes_go_to_the_dead_letter_file_as_they_were() {
+    let mut h = Harness::new(1 << 20);
+    let dead = h.path("dead-letter.jsonl");
+    let config = std::fs::read_to_string(h.path("flowgate.toml")).unwrap();
+    std::fs::write(
+        h.path("flowgate.toml"),
+        format!("{config}\n[dead_letter]\npath = \"{}\"\n", dead.display()),
+    )
+    .unwrap();
+    // The fixture's bad records and tuples, and garbage between two records.
+    let text = std::fs::read_to_string(fixture("bad.PT1H.json")).unwrap();
+    let at = text.find("\n{\"time\":123").unwrap() + 1;
+    let input = format!("{}@@garbage|=\\@@\n{}", &text[..at], &text[at..]);
+    std::fs::write(h.blob(), &input).unwrap();
+    h.start();
+    h.wait_for_lines(3);
+    assert!(wait_until(Duration::from_secs(10), || {
+        std::fs::read_to_string(&dead).is_ok_and(|d| d.lines().count() >= 7)
+    }));
+    std::thread::sleep(Duration::from_millis(500));
+    h.stop();
+    assert_eq!(h.output().len(), 3, "the good tuples still flow");
+
+    let lines = std::fs::read_to_string(&dead).unwrap();
+    let entries: Vec<serde_json::Value> = lines
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    let count = |what: &str| entries.iter().filter(|e| e["what"] == what).count();
+    // 3 bad tuples (too short, bad port, not a string), 3 bad records, the garbage.
+    assert_eq!(
+        (count("tuple"), count("record"), count("bytes")),
+        (3, 3, 1),
+        "{lines}"
+    );
+    for e in &entries {
+        assert_eq!(e["source"], "test");
+        assert!(e["object"].as_str().unwrap().ends_with("/PT1H.json"), "{e}");
+        assert!(!e["reason"].as_str().unwrap().is_empty(), "{e}");
+        let data = e["data"].as_str().unwrap();
+        assert_eq!(e["length"].as_u64().unwrap() as usize, data.len(), "{e}");
+        let offset = e["offset"].as_u64().unwrap() as usize;
+        match e["what"].as_str().unwrap() {
+            // The bytes at their offset in the object, exactly.
+            "record" | "bytes" => assert_eq!(&input[offset..offset + data.len()], data, "{e}"),
+            _ => assert!(
+                input.contains(&format!("\"{data}\"")) || data.is_empty(),
+                "{e}"
+            ),
+        }
+    }
+    assert!(
+        entries.iter().any(|e| e["data"] == "@@garbage|=\\@@\n"),
+        "{lines}"
+    );
+    assert!(entries
+        .iter()
+        .any(|e| e["data"] == "1542110402,94.102.49.190,10.5.16.4,28746"));
+}
+
+#[test]
 fn a_failing_sink_holds_the_checkpoint_and_still_stops() {
     let mut h = Harness::new(1 << 20);
     // Every write to /dev/full fails (ENOSPC): batches are retried, never acknowledged.

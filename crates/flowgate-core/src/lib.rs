@@ -8,6 +8,7 @@
 
 pub mod ack;
 pub mod batch;
+pub mod dead_letter;
 pub mod enrichment;
 pub mod event;
 pub mod glob;

@@ -35,6 +35,7 @@ pub const SOURCE_POLL_DURATION_SECONDS: &str = "flowgate_source_poll_duration_se
 pub const CHECKPOINT_LAG_SECONDS: &str = "flowgate_checkpoint_lag_seconds";
 /// Gauge: 1 when `/readyz` says ready.
 pub const READY: &str = "flowgate_ready";
+pub const DEAD_LETTERS_TOTAL: &str = "flowgate_dead_letters_total";
 pub const API_CONNECTIONS_REJECTED_TOTAL: &str = "flowgate_api_connections_rejected_total";
 /// Gauge, label `version`: always 1.
 pub const BUILD_INFO: &str = "flowgate_build_info";
@@ -284,6 +285,11 @@ pub const CATALOGUE: &[(&str, Kind, &str)] = &[
         READY,
         Kind::Gauge,
         "1 when the service is ready (see /readyz).",
+    ),
+    (
+        DEAD_LETTERS_TOTAL,
+        Kind::Counter,
+        "Malformed records, tuples and bytes copied to the dead-letter file, by what and outcome.",
     ),
     (
         API_CONNECTIONS_REJECTED_TOTAL,

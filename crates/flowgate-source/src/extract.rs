@@ -29,6 +29,20 @@ pub struct Extracted {
     pub errors: Vec<ExtractError>,
 }
 
+impl Extracted {
+    /// The bytes skipped for the error at `at`: up to the next record, or to where
+    /// extraction stopped.
+    pub fn skipped(&self, at: usize) -> Range<usize> {
+        let end = self
+            .records
+            .iter()
+            .map(|r| r.start)
+            .find(|&s| s > at)
+            .unwrap_or(self.consumed.max(self.partial.unwrap_or(0)));
+        at..end.max(at)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ExtractError {
     /// Position in the buffer.

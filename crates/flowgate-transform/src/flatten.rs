@@ -267,6 +267,7 @@ impl<P: FnMut(&Problem)> RecordFlattener<'_, P> {
                     kind: ProblemKind::Tuple(kind),
                     tuple: Some(self.tuple_index),
                     detail,
+                    raw: tuple.as_deref().map(|s| Box::from(first_mib(s))),
                 }),
             }
             self.tuple_index += 1;
@@ -276,6 +277,7 @@ impl<P: FnMut(&Problem)> RecordFlattener<'_, P> {
                 kind: ProblemKind::Tuple(TupleErrorKind::NotAString),
                 tuple: Some(self.tuple_index),
                 detail: format!("flowTuples: {e}"),
+                raw: None,
             });
         }
     }
@@ -298,7 +300,17 @@ fn record_problem(kind: RecordErrorKind, detail: String) -> Problem {
         kind: ProblemKind::Record(kind),
         tuple: None,
         detail,
+        raw: None,
     }
+}
+
+/// At most the first MiB of `s`, cut on a character boundary.
+fn first_mib(s: &str) -> &str {
+    let mut end = s.len().min(1 << 20);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 /// Decides the schema and builds the context shared by every tuple of the record.

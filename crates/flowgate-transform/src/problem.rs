@@ -109,6 +109,9 @@ pub struct Problem {
     pub tuple: Option<usize>,
     /// Human-readable detail: the parser's message or the offending value (shortened).
     pub detail: String,
+    /// The offending tuple as it was (tuple problems; its first MiB), for the dead-letter
+    /// file. A record problem's bytes are the record's, which the caller has.
+    pub raw: Option<Box<str>>,
 }
 
 impl fmt::Display for Problem {

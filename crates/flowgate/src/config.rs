@@ -27,6 +27,8 @@ pub struct Config {
     pub volume: VolumeConfig,
     /// `[api]`: the HTTP endpoint for `/metrics`, `/healthz` and `/readyz`.
     pub api: ApiConfig,
+    /// `[dead_letter]`: where malformed input is copied.
+    pub dead_letter: DeadLetterSettings,
     pub log: LogConfig,
 }
 
@@ -51,6 +53,8 @@ struct RawConfig {
     volume: VolumeConfig,
     #[serde(default)]
     api: ApiConfig,
+    #[serde(default)]
+    dead_letter: DeadLetterSettings,
     #[serde(default)]
     log: LogConfig,
 }
@@ -203,6 +207,52 @@ impl ApiConfig {
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+pub struct DeadLetterSettings {
+    /// A JSON Lines file for the raw bytes of every record, tuple or stretch of bytes
+    /// that could not be parsed, with source, object, offset and reason; off when unset.
+    pub path: Option<PathBuf>,
+    /// The file grows to this size at most; later entries are only counted (dropped).
+    pub max_file_bytes: u64,
+    /// Bytes of one entry's data kept at most; its full length is written too.
+    pub max_entry_bytes: usize,
+}
+
+impl Default for DeadLetterSettings {
+    fn default() -> Self {
+        DeadLetterSettings {
+            path: None,
+            max_file_bytes: 1 << 30,
+            max_entry_bytes: 1 << 16,
+        }
+    }
+}
+
+impl DeadLetterSettings {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+            return Err("dead_letter.path must not be empty".into());
+        }
+        if !(64..=64 << 20).contains(&self.max_entry_bytes) {
+            return Err("dead_letter.max_entry_bytes must be in [64, 67108864]".into());
+        }
+        if self.max_file_bytes < self.max_entry_bytes as u64 * 2 {
+            return Err("dead_letter.max_file_bytes must be at least twice max_entry_bytes".into());
+        }
+        Ok(())
+    }
+
+    /// The dead-letter file's settings, if there is one.
+    pub fn file(&self) -> Option<flowgate_core::dead_letter::DeadLetterConfig> {
+        Some(flowgate_core::dead_letter::DeadLetterConfig {
+            path: self.path.clone()?,
+            max_file_bytes: self.max_file_bytes,
+            max_entry_bytes: self.max_entry_bytes,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// A `tracing` filter: `info`, `debug`, `flowgate_source=debug,info`, ...
     pub level: String,
@@ -335,6 +385,7 @@ impl Config {
             enrich: raw.enrich,
             volume: raw.volume,
             api: raw.api,
+            dead_letter: raw.dead_letter,
             log: raw.log,
         })
     }
@@ -370,6 +421,7 @@ impl Config {
         self.enrich.validate()?;
         self.volume.validate()?;
         self.api.validate()?;
+        self.dead_letter.validate()?;
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| format!("log.level: {e}"))?;
         Ok(())

@@ -4,8 +4,9 @@
 //! so memory stays at one read chunk whatever the file size. Malformed input is reported
 //! with its file and byte offset; the good tuples around it are still written.
 
+use crate::transform::problem_entry;
 use anyhow::{Context, Result};
-use flowgate_core::Origin;
+use flowgate_core::{dead_letter, Origin};
 use flowgate_sink::encode::Encoder;
 use flowgate_source::extract::extract;
 use flowgate_transform::Flattener;
@@ -72,6 +73,13 @@ pub fn convert_input(
         let ex = extract(&buf, base == 0);
         for e in &ex.errors {
             report(base + e.at as u64, &e.kind);
+            dead_letter::write(bytes_entry(
+                &origin,
+                base + e.at as u64,
+                e.kind.reason(),
+                &e.kind.to_string(),
+                &buf[ex.skipped(e.at)],
+            ));
         }
         complete |= ex.complete;
         // Written in parts of MAX_BATCH_EVENTS, as `run` does: a record of millions of
@@ -93,7 +101,17 @@ pub fn convert_input(
                 &mut batch,
                 MAX_BATCH_EVENTS,
                 &mut write,
-                |p| report(offset, p),
+                |p| {
+                    report(offset, p);
+                    if dead_letter::enabled() {
+                        let data = match &p.raw {
+                            Some(tuple) => tuple.as_bytes(),
+                            None if p.tuple.is_none() => &buf[span.clone()],
+                            None => &[],
+                        };
+                        dead_letter::write(problem_entry(&origin, offset, p, data));
+                    }
+                },
             );
         }
         write(batch);
@@ -111,10 +129,13 @@ pub fn convert_input(
     }
     if !complete {
         match buf.iter().position(|b| !b.is_ascii_whitespace()) {
-            Some(i) => report(
-                base + i as u64,
-                &"truncated: the record starting here never ends",
-            ),
+            Some(i) => {
+                let what = "truncated: the record starting here never ends";
+                report(base + i as u64, &what);
+                let offset = base + i as u64;
+                let entry = bytes_entry(&origin, offset, "record_unterminated", what, &buf[i..]);
+                dead_letter::write(entry);
+            }
             None => report(base, &"truncated: the document has no closing ]}"),
         }
     }
@@ -126,6 +147,26 @@ pub fn convert_input(
     }
     out.flush()?;
     Ok(outcome)
+}
+
+/// The dead-letter entry of bytes the extractor skipped.
+fn bytes_entry<'a>(
+    origin: &'a Origin,
+    offset: u64,
+    reason: &'a str,
+    detail: &'a str,
+    data: &'a [u8],
+) -> dead_letter::Entry<'a> {
+    dead_letter::Entry {
+        source: &origin.source,
+        object: &origin.path,
+        offset,
+        what: dead_letter::What::Bytes,
+        tuple: None,
+        reason,
+        detail,
+        data,
+    }
 }
 
 /// Reads until `buf` is full or the input ends.

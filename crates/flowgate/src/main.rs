@@ -59,6 +59,10 @@ enum Command {
         /// An asset inventory (CSV) to look both addresses up in.
         #[arg(long)]
         inventory: Option<PathBuf>,
+        /// Append the raw bytes of every record, tuple or stretch of bytes that cannot be
+        /// parsed to this JSON Lines file, with file, offset and reason.
+        #[arg(long)]
+        dead_letter: Option<PathBuf>,
         /// A MaxMind-format City database (country, city, coordinates of public addresses).
         #[arg(long)]
         geoip_city: Option<PathBuf>,
@@ -152,8 +156,10 @@ fn main() -> ExitCode {
             inventory,
             geoip_city,
             geoip_asn,
+            dead_letter,
             files,
         } => run_convert(
+            dead_letter,
             format,
             syslog,
             hostname,
@@ -291,6 +297,11 @@ fn validate(path: &Path) -> Result<ExitCode> {
 fn run(path: &Path) -> Result<ExitCode> {
     let config = load(path)?;
     flowgate::logging::init(&config.log);
+    if let Some(file) = config.dead_letter.file() {
+        let shown = file.path.display().to_string();
+        flowgate_core::dead_letter::install(file)
+            .with_context(|| format!("dead_letter.path: cannot open {shown}"))?;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -366,6 +377,7 @@ fn list_checkpoints(path: &Path) -> Result<ExitCode> {
 }
 
 fn run_convert(
+    dead_letter: Option<PathBuf>,
     format: Format,
     syslog: SyslogKind,
     hostname: String,
@@ -378,6 +390,15 @@ fn run_convert(
         ..SyslogConfig::default()
     };
     syslog.validate().map_err(anyhow::Error::msg)?;
+    if let Some(path) = dead_letter {
+        let shown = path.display().to_string();
+        flowgate_core::dead_letter::install(flowgate_core::dead_letter::DeadLetterConfig {
+            path,
+            max_file_bytes: u64::MAX,
+            max_entry_bytes: 64 << 20,
+        })
+        .with_context(|| format!("--dead-letter: cannot open {shown}"))?;
+    }
     let header = syslog.build(SyslogKind::None);
     let mut encoder = Encoder::new(format, header, Framing::Newline);
     let stdout = std::io::stdout();

@@ -4,7 +4,10 @@
 //! enrichment → each sink's channel. It runs on a blocking thread (it is CPU work) and
 //! waits on its channel, the aggregation deadline and shutdown through the runtime.
 
-use flowgate_core::{metric_names as m, BatchStatus, Delivery, EventBatch, Finalizer, RecordBatch};
+use flowgate_core::dead_letter::{self, Entry, What};
+use flowgate_core::{
+    metric_names as m, BatchStatus, Delivery, EventBatch, Finalizer, Origin, RecordBatch,
+};
 use flowgate_transform::{Aggregator, Dedup, Enricher, Filter, Flattener};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -71,12 +74,27 @@ impl Transform {
                 }
             };
             let origin = batch.origin.clone();
-            let on_problem = |offset, problem: &flowgate_transform::Problem| {
+            // For the dead-letter file: a record problem's bytes are its record's.
+            let (data, start, spans) = (batch.data.clone(), batch.start, batch.records.clone());
+            let on_problem = |offset: u64, problem: &flowgate_transform::Problem| {
                 if reported.len() >= MAX_REMEMBERED_PROBLEMS {
                     reported.clear();
                 }
                 if reported.insert((origin.path.clone(), problem.kind.reason())) {
                     warn!(source = %origin.source, file = %origin.path, offset, "{problem} (further problems of this kind in this file are only counted)");
+                }
+                if dead_letter::enabled() {
+                    let record = || {
+                        let at = offset.checked_sub(start)? as usize;
+                        let i = spans.binary_search_by_key(&at, |s| s.start).ok()?;
+                        data.get(spans[i].clone())
+                    };
+                    let bytes = match &problem.raw {
+                        Some(tuple) => tuple.as_bytes(),
+                        None if problem.tuple.is_none() => record().unwrap_or_default(),
+                        None => &[],
+                    };
+                    dead_letter::write(problem_entry(&origin, offset, problem, bytes));
                 }
             };
             // A record of millions of tuples goes on in parts while it is flattened, so
@@ -154,5 +172,27 @@ impl Transform {
             metrics::gauge!(m::CHANNEL_DEPTH_BATCHES, "channel" => format!("sink.{name}"))
                 .set((sink.max_capacity() - sink.capacity()) as f64);
         }
+    }
+}
+
+/// The dead-letter entry of a record or tuple the flattener skipped.
+pub fn problem_entry<'a>(
+    origin: &'a Origin,
+    offset: u64,
+    problem: &'a flowgate_transform::Problem,
+    data: &'a [u8],
+) -> Entry<'a> {
+    Entry {
+        source: &origin.source,
+        object: &origin.path,
+        offset,
+        what: match problem.tuple {
+            Some(_) => What::Tuple,
+            None => What::Record,
+        },
+        tuple: problem.tuple,
+        reason: problem.kind.reason(),
+        detail: &problem.detail,
+        data,
     }
 }
