@@ -104,6 +104,33 @@ fn convert_writes_what_it_cannot_parse_to_its_dead_letter_file() {
     assert_eq!(last["object"], "<stdin>");
 }
 
+/// The binary itself on cut fixtures (a sample of cut points; every byte is covered
+/// in-process by robustness.rs): exit 0 or 1, never a panic, whole lines only.
+#[test]
+fn convert_exits_0_or_1_on_a_cut_fixture_and_writes_only_whole_lines() {
+    for name in ["nsg-v1", "nsg-v2", "vnet", "nsg-edge", "bad"] {
+        let doc = std::fs::read(fixture(&format!("{name}.PT1H.json"))).unwrap();
+        let whole = stdout_lines(&flowgate(&["convert", "-"], Some(&doc)));
+        for cut in (0..doc.len()).step_by(61) {
+            let out = flowgate(&["convert", "-"], Some(&doc[..cut]));
+            let code = out.status.code();
+            assert!(
+                matches!(code, Some(0 | 1)),
+                "{name} cut at {cut}: {code:?} {}",
+                stderr(&out)
+            );
+            assert!(!stderr(&out).contains("panicked"), "{name} cut at {cut}");
+            assert!(out.stdout.is_empty() || out.stdout.ends_with(b"\n"));
+            let lines = stdout_lines(&out);
+            assert_eq!(
+                lines,
+                whole[..lines.len()],
+                "{name} cut at {cut}: a prefix of the whole"
+            );
+        }
+    }
+}
+
 #[test]
 fn convert_garbage_is_reported() {
     let out = flowgate(&["convert", "-"], Some(b"hello world"));

@@ -16,4 +16,5 @@ mod rsyslog;
 mod run;
 mod support;
 mod syslog;
+mod torture;
 mod volume;

@@ -64,10 +64,11 @@ pub fn convert_input(
     let mut eof = false;
     let mut complete = false;
     while !eof {
-        let filled = buf.len();
-        buf.resize(filled + CHUNK, 0);
-        let n = read_full(input, &mut buf[filled..]).with_context(|| format!("reading {name}"))?;
-        buf.truncate(filled + n);
+        // Up to CHUNK more bytes, without zeroing a chunk first (`take` stops there).
+        let n = (&mut *input)
+            .take(CHUNK as u64)
+            .read_to_end(&mut buf)
+            .with_context(|| format!("reading {name}"))?;
         eof = n == 0;
 
         let ex = extract(&buf, base == 0);
@@ -169,16 +170,3 @@ fn bytes_entry<'a>(
     }
 }
 
-/// Reads until `buf` is full or the input ends.
-fn read_full(input: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match input.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
-}

@@ -60,6 +60,67 @@ fn every_split_point_of_real_documents() {
     }
 }
 
+/// Every fixture cut at every byte, through `convert` as the command runs it: no panic, a
+/// problem reported unless the cut leaves the document whole, and exactly the events of
+/// the records complete before the cut, in order (so every line is a whole event).
+#[test]
+fn every_truncation_of_every_fixture_delivers_the_complete_records_before_it() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures");
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".PT1H.json"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 5, "{files:?}");
+    let convert = |input: &[u8]| {
+        let mut encoder = Encoder::new(Format::Cef, None, Framing::Newline);
+        let mut out = Vec::new();
+        let outcome = convert_input(
+            "cut",
+            &Default::default(),
+            &mut &input[..],
+            &mut encoder,
+            &mut out,
+        )
+        .expect("only I/O errors are errors");
+        (String::from_utf8(out).expect("UTF-8 out"), outcome.problems)
+    };
+    let mut cuts = 0;
+    for file in &files {
+        let doc = std::fs::read(file).unwrap();
+        let (whole, _) = convert(&doc);
+        let whole: Vec<&str> = whole.lines().collect();
+        // Where each record ends, and how many events it makes.
+        let mut ends: Vec<(usize, usize)> = Vec::new();
+        for span in extract(&doc, true).records {
+            let mut one = b"{\"records\":[".to_vec();
+            one.extend_from_slice(&doc[span.clone()]);
+            one.extend_from_slice(b"]}");
+            ends.push((span.end, convert(&one).0.lines().count()));
+        }
+        assert_eq!(ends.iter().map(|e| e.1).sum::<usize>(), whole.len());
+        for cut in 0..doc.len() {
+            let (out, problems) = convert(&doc[..cut]);
+            let complete: usize = ends.iter().filter(|e| e.0 <= cut).map(|e| e.1).sum();
+            let got: Vec<&str> = out.lines().collect();
+            assert_eq!(got, whole[..complete], "{}: cut at {cut}", file.display());
+            assert!(out.is_empty() || out.ends_with('\n'));
+            // Unreported only when nothing but the document's closing `}` is cut off.
+            let trailing_only = doc[cut..]
+                .iter()
+                .all(|b| b.is_ascii_whitespace() || *b == b'}');
+            assert!(
+                problems > 0 || trailing_only,
+                "{}: cut at {cut} not reported",
+                file.display()
+            );
+            cuts += 1;
+        }
+    }
+    assert!(cuts > 5_000, "{cuts}");
+}
+
 /// Seeded corruption (changed, deleted and inserted bytes, truncation) never panics, and
 /// every line that comes out is still one line.
 #[test]
