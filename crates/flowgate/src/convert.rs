@@ -169,4 +169,3 @@ fn bytes_entry<'a>(
         data,
     }
 }
-
