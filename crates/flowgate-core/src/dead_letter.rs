@@ -9,6 +9,7 @@
 //! (at least once, like delivery). Writes are flushed, not synced.
 
 use crate::metric_names as m;
+use crate::Origin;
 use base64::Engine;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -55,6 +56,28 @@ pub struct Entry<'a> {
     /// The parser's message.
     pub detail: &'a str,
     pub data: &'a [u8],
+}
+
+impl<'a> Entry<'a> {
+    /// Bytes of `origin`'s object, at `offset`, that the extractor skipped.
+    pub fn skipped(
+        origin: &'a Origin,
+        offset: u64,
+        reason: &'a str,
+        detail: &'a str,
+        data: &'a [u8],
+    ) -> Entry<'a> {
+        Entry {
+            source: &origin.source,
+            object: &origin.path,
+            offset,
+            what: What::Bytes,
+            tuple: None,
+            reason,
+            detail,
+            data,
+        }
+    }
 }
 
 /// `[dead_letter]`.

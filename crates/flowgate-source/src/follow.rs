@@ -18,7 +18,7 @@ use crate::path::{hour_start, stream_of, PathFilter};
 use crate::store::{ObjectInfo, ObjectStore, StoreError};
 use crate::tracker::{AckEffect, RangeTracker};
 use bytes::Bytes;
-use flowgate_core::dead_letter::{self, Entry, What};
+use flowgate_core::dead_letter::{self, Entry};
 use flowgate_core::time::UtcTime;
 use flowgate_core::{health, metric_names as m, Ack, BatchStatus, Finalizer, Origin, RecordBatch};
 use serde::Deserialize;
@@ -672,19 +672,17 @@ impl<S: ObjectStore, C: Checkpoints> Follower<S, C> {
                         warn!(source = %self.name, object = %object.origin.path, offset = stuck.offset, size = complete.size, "a record starts here and does not end before the end of the object (malformed, or its writer stopped); not read again until the object changes");
                         metrics::counter!(m::SOURCE_EXTRACT_ERRORS_TOTAL, "reason" => "record_unterminated")
                             .increment(1);
-                        dead_letter::write(Entry {
-                            source: &self.name,
-                            object: &object.origin.path,
-                            offset: stuck.offset,
-                            what: What::Bytes,
-                            tuple: None,
-                            reason: "record_unterminated",
-                            detail: &format!(
-                                "a record open to the end of the object ({} bytes): read it there",
-                                complete.size
-                            ),
-                            data: &[],
-                        });
+                        let detail = format!(
+                            "a record open to the end of the object ({} bytes): read it there",
+                            complete.size
+                        );
+                        dead_letter::write(Entry::skipped(
+                            &object.origin,
+                            stuck.offset,
+                            "record_unterminated",
+                            &detail,
+                            &[],
+                        ));
                     }
                     continue;
                 }
@@ -879,16 +877,13 @@ impl<S: ObjectStore, C: Checkpoints> Follower<S, C> {
             warn!(source = %self.name, object = %object.origin.path, offset = pos + e.at as u64, error = %e.kind, "malformed data between records skipped");
             metrics::counter!(m::SOURCE_EXTRACT_ERRORS_TOTAL, "reason" => e.kind.reason())
                 .increment(1);
-            dead_letter::write(Entry {
-                source: &self.name,
-                object: &object.origin.path,
-                offset: pos + e.at as u64,
-                what: What::Bytes,
-                tuple: None,
-                reason: e.kind.reason(),
-                detail: &e.kind.to_string(),
-                data: &data[ex.skipped(e.at)],
-            });
+            dead_letter::write(Entry::skipped(
+                &object.origin,
+                pos + e.at as u64,
+                e.kind.reason(),
+                &e.kind.to_string(),
+                &data[ex.skipped(e.at)],
+            ));
         }
         let end = pos + ex.consumed as u64;
         let end_anchor = Anchor::of(&data[..ex.consumed]);
@@ -949,17 +944,16 @@ impl<S: ObjectStore, C: Checkpoints> Follower<S, C> {
                 warn!(source = %self.name, object = %name, offset = rec_start, bytes = rec_end - rec_start, limit = self.options.max_record_bytes, "record larger than max_record_bytes skipped");
                 metrics::counter!(m::SOURCE_EXTRACT_ERRORS_TOTAL, "reason" => "record_too_large")
                     .increment(1);
-                dead_letter::write(Entry {
-                    source: &self.name,
-                    object: &name,
-                    offset: rec_start,
-                    what: What::Bytes,
-                    tuple: None,
-                    reason: "record_too_large",
-                    detail: &format!("a record of {} bytes: its first bytes", rec_end - rec_start),
-                    data: &data[start..],
-                });
                 if let Some(object) = self.objects.get_mut(&name) {
+                    let detail =
+                        format!("a record of {} bytes: its first bytes", rec_end - rec_start);
+                    dead_letter::write(Entry::skipped(
+                        &object.origin,
+                        rec_start,
+                        "record_too_large",
+                        &detail,
+                        &data[start..],
+                    ));
                     object.skip_to(rec_end, rec_anchor);
                 }
             }

@@ -6,7 +6,8 @@
 
 use crate::transform::problem_entry;
 use anyhow::{Context, Result};
-use flowgate_core::{dead_letter, Origin};
+use flowgate_core::dead_letter::{self, Entry};
+use flowgate_core::Origin;
 use flowgate_sink::encode::Encoder;
 use flowgate_source::extract::extract;
 use flowgate_transform::Flattener;
@@ -74,7 +75,7 @@ pub fn convert_input(
         let ex = extract(&buf, base == 0);
         for e in &ex.errors {
             report(base + e.at as u64, &e.kind);
-            dead_letter::write(bytes_entry(
+            dead_letter::write(Entry::skipped(
                 &origin,
                 base + e.at as u64,
                 e.kind.reason(),
@@ -105,12 +106,8 @@ pub fn convert_input(
                 |p| {
                     report(offset, p);
                     if dead_letter::enabled() {
-                        let data = match &p.raw {
-                            Some(tuple) => tuple.as_bytes(),
-                            None if p.tuple.is_none() => &buf[span.clone()],
-                            None => &[],
-                        };
-                        dead_letter::write(problem_entry(&origin, offset, p, data));
+                        let record = &buf[span.clone()];
+                        dead_letter::write(problem_entry(&origin, offset, p, record));
                     }
                 },
             );
@@ -134,7 +131,7 @@ pub fn convert_input(
                 let what = "truncated: the record starting here never ends";
                 report(base + i as u64, &what);
                 let offset = base + i as u64;
-                let entry = bytes_entry(&origin, offset, "record_unterminated", what, &buf[i..]);
+                let entry = Entry::skipped(&origin, offset, "record_unterminated", what, &buf[i..]);
                 dead_letter::write(entry);
             }
             None => report(base, &"truncated: the document has no closing ]}"),
@@ -148,24 +145,4 @@ pub fn convert_input(
     }
     out.flush()?;
     Ok(outcome)
-}
-
-/// The dead-letter entry of bytes the extractor skipped.
-fn bytes_entry<'a>(
-    origin: &'a Origin,
-    offset: u64,
-    reason: &'a str,
-    detail: &'a str,
-    data: &'a [u8],
-) -> dead_letter::Entry<'a> {
-    dead_letter::Entry {
-        source: &origin.source,
-        object: &origin.path,
-        offset,
-        what: dead_letter::What::Bytes,
-        tuple: None,
-        reason,
-        detail,
-        data,
-    }
 }

@@ -84,17 +84,13 @@ impl Transform {
                     warn!(source = %origin.source, file = %origin.path, offset, "{problem} (further problems of this kind in this file are only counted)");
                 }
                 if dead_letter::enabled() {
-                    let record = || {
+                    let record = (|| {
                         let at = offset.checked_sub(start)? as usize;
                         let i = spans.binary_search_by_key(&at, |s| s.start).ok()?;
                         data.get(spans[i].clone())
-                    };
-                    let bytes = match &problem.raw {
-                        Some(tuple) => tuple.as_bytes(),
-                        None if problem.tuple.is_none() => record().unwrap_or_default(),
-                        None => &[],
-                    };
-                    dead_letter::write(problem_entry(&origin, offset, problem, bytes));
+                    })();
+                    let record = record.unwrap_or_default();
+                    dead_letter::write(problem_entry(&origin, offset, problem, record));
                 }
             };
             // A record of millions of tuples goes on in parts while it is flattened, so
@@ -175,13 +171,19 @@ impl Transform {
     }
 }
 
-/// The dead-letter entry of a record or tuple the flattener skipped.
+/// The dead-letter entry of a record or tuple the flattener skipped, in the record
+/// `record` (at `offset`): the tuple's text, or the whole record.
 pub fn problem_entry<'a>(
     origin: &'a Origin,
     offset: u64,
     problem: &'a flowgate_transform::Problem,
-    data: &'a [u8],
+    record: &'a [u8],
 ) -> Entry<'a> {
+    let data = match (&problem.raw, problem.tuple) {
+        (Some(tuple), _) => tuple.as_bytes(),
+        (None, None) => record,
+        (None, Some(_)) => &[], // a tuple that is not a string: nothing to copy
+    };
     Entry {
         source: &origin.source,
         object: &origin.path,
