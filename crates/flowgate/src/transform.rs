@@ -74,8 +74,13 @@ impl Transform {
                 }
             };
             let origin = batch.origin.clone();
-            // For the dead-letter file: a record problem's bytes are its record's.
-            let (data, start, spans) = (batch.data.clone(), batch.start, batch.records.clone());
+            // For the dead-letter file: a record problem's bytes are its record's (the
+            // spans are copied only when there is a file to write them to).
+            let (data, start) = (batch.data.clone(), batch.start);
+            let spans = match dead_letter::enabled() {
+                true => batch.records.clone(),
+                false => Vec::new(),
+            };
             let on_problem = |offset: u64, problem: &flowgate_transform::Problem| {
                 if reported.len() >= MAX_REMEMBERED_PROBLEMS {
                     reported.clear();
